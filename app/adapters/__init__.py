@@ -1,0 +1,1 @@
+"""Adapters: the HTTP API, the database, the keys, the command line, the study files."""

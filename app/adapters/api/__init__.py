@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): app factory, auth, problem+json, routers and schemas."""

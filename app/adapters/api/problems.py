@@ -1,0 +1,112 @@
+"""RFC 9457 problem+json: one table from error code to HTTP status, one renderer.
+
+A 4xx never carries an arm or a kit type; a 5xx carries only the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.adapters.crypto.envelope import CannotOpen
+from app.adapters.crypto.keyring import KeyUnavailable
+from app.adapters.logs import request_id_var
+from app.domain import errors
+
+log = logging.getLogger("iwrs.api")
+
+PROBLEM_TYPE_BASE = "https://iwrs.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+# Domain error class -> HTTP status. Subclasses inherit their parent's status.
+STATUS_BY_ERROR: dict[type[Exception], int] = {
+    errors.NotFound: 404,
+    errors.InvalidStudyDefinition: 422,
+    errors.AllocationChangeRefused: 409,
+    errors.Conflict: 409,
+    errors.DomainError: 400,
+}
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    rid = request_id_var.get()
+    if rid:
+        body["request_id"] = rid
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def status_for(exc: errors.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.DomainError)
+    async def _domain(_request: Request, exc: errors.DomainError) -> JSONResponse:
+        extra: dict[str, Any] = {}
+        if isinstance(exc, errors.InvalidStudyDefinition):
+            extra["problems"] = exc.problems
+        return problem(status_for(exc), exc.code, exc.detail, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Echo where and why, never the submitted values (they may hold secrets).
+        problems = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": e.get("msg", ""),
+                "type": e.get("type"),
+            }
+            for e in exc.errors()
+        ]
+        return problem(422, "validation_error", "the request is not valid", errors=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(KeyUnavailable)
+    @app.exception_handler(CannotOpen)
+    async def _keys(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("key unavailable", extra={"error": type(exc).__name__})
+        return problem(503, "key_unavailable", "the blinding key is unavailable; see /ready")

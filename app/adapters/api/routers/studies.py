@@ -1,0 +1,77 @@
+"""Study definitions as the integrations see them: arms by label, visits, sites, strata.
+Never the kit types nor the dispensing table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from app.adapters.api.deps import get_container
+from app.adapters.api.schemas import (
+    ArmRead,
+    FactorRead,
+    LevelRead,
+    SiteRead,
+    StudyList,
+    StudyRead,
+    StudySummaryRead,
+    VisitRead,
+)
+from app.bootstrap import Container
+from app.domain.audit import Actor
+from app.services import studies as study_service
+from app.services.ports import StoredStudy
+
+router = APIRouter(prefix="/api/v1", tags=["studies"])
+
+READER = Actor("api", "reader")
+
+
+def _summary(stored: StoredStudy) -> StudySummaryRead:
+    s = stored.study
+    return StudySummaryRead(slug=s.slug, title=s.title, protocol=s.protocol, version=stored.version)
+
+
+def _detail(stored: StoredStudy) -> StudyRead:
+    s = stored.study
+    return StudyRead(
+        **_summary(stored).model_dump(),
+        description=s.description,
+        arms=[ArmRead(code=a.code, label=a.label) for a in s.arms],
+        stratification_factors=[
+            FactorRead(
+                code=f.code,
+                label=f.label,
+                levels=[LevelRead(code=lv.code, label=lv.label) for lv in f.levels],
+            )
+            for f in s.factors
+        ],
+        stratify_by_site=s.randomization.stratify_by_site,
+        randomization_method=s.randomization.method.value,
+        sites=[
+            SiteRead(
+                code=x.code, name=x.name, country=x.country, active=x.active, timezone=x.timezone
+            )
+            for x in s.sites
+        ],
+        visits=[
+            VisitRead(
+                code=v.code, day=v.day, window_before=v.window_before, window_after=v.window_after
+            )
+            for v in s.visits
+        ],
+        pooled_with=list(s.pooled_with),
+    )
+
+
+@router.get("/studies", response_model=StudyList)
+def list_studies(container: Annotated[Container, Depends(get_container)]) -> StudyList:
+    stored = study_service.list_studies(container.uow(READER), visible=None)
+    return StudyList(studies=[_summary(s) for s in stored])
+
+
+@router.get("/studies/{study}", response_model=StudyRead)
+def get_study(study: str, container: Annotated[Container, Depends(get_container)]) -> StudyRead:
+    found = study_service.get_study(container.uow(READER), study, visible=None)
+    return _detail(found)

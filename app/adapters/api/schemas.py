@@ -1,0 +1,73 @@
+"""Response and request bodies. Requests forbid unknown fields; no blinded response model
+has a field that could hold an arm or a kit type."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ArmRead(_Read):
+    code: str
+    label: str
+
+
+class LevelRead(_Read):
+    code: str
+    label: str
+
+
+class FactorRead(_Read):
+    code: str
+    label: str
+    levels: list[LevelRead]
+
+
+class SiteRead(_Read):
+    code: str
+    name: str
+    country: str
+    active: bool
+    timezone: str
+
+
+class VisitRead(_Read):
+    code: str
+    day: int
+    window_before: int
+    window_after: int
+
+
+class StudySummaryRead(_Read):
+    slug: str
+    title: str
+    protocol: str
+    version: int
+
+
+class StudyRead(StudySummaryRead):
+    description: str
+    arms: list[ArmRead]
+    stratification_factors: list[FactorRead]
+    stratify_by_site: bool
+    randomization_method: str
+    sites: list[SiteRead]
+    visits: list[VisitRead]
+    pooled_with: list[str]
+
+
+class StudyList(_Read):
+    studies: list[StudySummaryRead]
+
+
+class Health(_Read):
+    status: str
+    version: str
+
+
+class Readiness(_Read):
+    status: str
+    checks: dict[str, str]

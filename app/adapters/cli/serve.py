@@ -1,0 +1,79 @@
+"""`iwrs serve` and `iwrs quickstart`."""
+
+from __future__ import annotations
+
+import typer
+
+from app.adapters.cli.common import container, fail, load_settings, operator, out
+
+
+def preflight() -> None:
+    """Refuse to start when the keys are missing or the database is not at head."""
+    from app.adapters.db import migrate
+
+    with container() as c:
+        c.keys.keyring()
+        with c.engine.connect() as conn:
+            at = migrate.current_revision(conn)
+        if at != migrate.head_revision():
+            fail(f"the database is at {at or 'no revision'}; run `iwrs db upgrade` first")
+
+
+def run_server(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from app.adapters.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "app.adapters.api.asgi:factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+def serve(
+    host: str | None = typer.Option(None, help="default: IWRS_HOST"),
+    port: int | None = typer.Option(None, help="default: IWRS_PORT"),
+    workers: int | None = typer.Option(None, help="server worker processes (IWRS_WORKERS)"),
+) -> None:
+    """Start the API (after checking keys and migrations)."""
+    settings = load_settings()
+    preflight()
+    run_server(host or settings.host, port or settings.port, workers or settings.workers)
+
+
+def quickstart(
+    no_serve: bool = typer.Option(False, "--no-serve", help="prepare everything, do not serve"),
+) -> None:
+    """On a fresh checkout: create keys, migrate, load the example studies, serve."""
+    from app.adapters.crypto.keyring import ACTIVE_FILE, init_keys
+    from app.adapters.db import migrate
+    from app.adapters.paths import studies_dir
+    from app.adapters.studyfiles.codec import read_study_file
+    from app.services.studies import load_study
+
+    settings = load_settings()
+    if (settings.keys_dir / ACTIVE_FILE).exists():
+        out.print(f"keys: using the existing keys in {settings.keys_dir}/")
+    else:
+        kid = init_keys(settings.keys_dir)
+        out.print(f"keys: created key-encryption key {kid} in {settings.keys_dir}/")
+    with container(settings) as c:
+        migrate.upgrade(c.engine)
+        out.print(f"database: {c.engine.url.render_as_string(hide_password=True)} migrated")
+        for path in sorted(studies_dir().glob("*.toml")):
+            study, document, sha = read_study_file(path)
+            result = load_study(c.uow(operator()), study, document, sha)
+            state = "loaded" if result.created else ("updated" if result.changed else "up to date")
+            out.print(f"study {result.slug}: {state} from {path.name}")
+    base = f"http://{settings.host}:{settings.port}"
+    out.print(f"API docs: {base}/docs   health: {base}/health   studies: {base}/api/v1/studies")
+    if not no_serve:
+        run_server(settings.host, settings.port, settings.workers)

@@ -1,0 +1,1 @@
+"""Key material under the keys directory and envelope encryption."""

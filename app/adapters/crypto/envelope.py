@@ -1,0 +1,78 @@
+"""Envelope encryption: a data key (DEK) per study, wrapped by the key-encryption key (KEK).
+
+Every secret is sealed with AES-256-GCM under its study's DEK, with associated data naming
+the study, the record kind and the record id: a ciphertext copied onto another row, kind or
+study does not open. Envelope layout: b"IWRS1" | DEK version (2 bytes, big endian) |
+nonce (12 bytes) | ciphertext and tag. A DEK is stored only wrapped (AES-256-GCM under the
+KEK, associated data naming the study and the KEK id).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from app.domain.sealed import ENVELOPE_TAG, Sealed
+
+NONCE_BYTES = 12
+
+
+class CannotOpen(Exception):
+    """A ciphertext did not open: wrong key, or copied from another record."""
+
+    code = "key_mismatch"
+
+
+def new_dek() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def _dek_aad(study: str, kid: str) -> bytes:
+    return f"iwrs/dek/{study}/{kid}".encode()
+
+
+def wrap_dek(kek: bytes, kid: str, study: str, dek: bytes) -> bytes:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return nonce + AESGCM(kek).encrypt(nonce, dek, _dek_aad(study, kid))
+
+
+def unwrap_dek(kek: bytes, kid: str, study: str, wrapped: bytes) -> bytes:
+    try:
+        return AESGCM(kek).decrypt(
+            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _dek_aad(study, kid)
+        )
+    except InvalidTag as exc:
+        raise CannotOpen(f"the key-encryption key {kid!r} does not open study {study!r}") from exc
+
+
+class StudyCipher:
+    """Seals and opens one study's secrets under one of its DEKs."""
+
+    def __init__(self, study: str, dek_version: int, dek: bytes) -> None:
+        self._study = study
+        self._version = dek_version
+        self._aead = AESGCM(dek)
+
+    def __repr__(self) -> str:
+        return f"StudyCipher({self._study!r}, v{self._version})"
+
+    def _aad(self, kind: str, record_id: str) -> bytes:
+        return f"{self._study}|{kind}|{record_id}".encode()
+
+    def seal(self, kind: str, record_id: str, plaintext: bytes) -> Sealed:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        body = self._aead.encrypt(nonce, plaintext, self._aad(kind, record_id))
+        return Sealed(ENVELOPE_TAG + self._version.to_bytes(2, "big") + nonce + body)
+
+    def open(self, kind: str, record_id: str, sealed: Sealed) -> bytes:
+        raw = sealed.envelope[len(ENVELOPE_TAG) :]
+        version = int.from_bytes(raw[:2], "big")
+        if version != self._version:
+            raise CannotOpen(f"sealed under DEK v{version}, this cipher holds v{self._version}")
+        nonce, body = raw[2 : 2 + NONCE_BYTES], raw[2 + NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, body, self._aad(kind, record_id))
+        except InvalidTag as exc:
+            raise CannotOpen(f"a {kind} of study {self._study!r} does not open") from exc

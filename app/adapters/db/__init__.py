@@ -1,0 +1,1 @@
+"""Persistence: engine, ORM rows, repositories, the unit of work."""

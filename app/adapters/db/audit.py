@@ -1,0 +1,122 @@
+"""Writing and reading the audit chain (see app.domain.audit for the chain rule)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.adapters.db.models import AuditChainHeadRow, AuditEventRow
+from app.domain.audit import GENESIS_HASH, Actor, AuditEvent, AuditRecord
+
+
+def database_now(session: Session) -> datetime:
+    """The database clock, in UTC, to the microsecond."""
+    if session.get_bind().dialect.name == "sqlite":
+        raw = session.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    value = session.execute(text("SELECT statement_timestamp()")).scalar_one()
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
+
+
+def _lock_head(session: Session, chain: str, now: datetime) -> AuditChainHeadRow:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        insert(AuditChainHeadRow)
+        .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["chain"])
+    )
+    return session.scalars(
+        select(AuditChainHeadRow)
+        .where(AuditChainHeadRow.chain == chain)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def append_events(
+    session: Session, events: Sequence[AuditEvent], actor: Actor, request_id: str | None
+) -> None:
+    """Append the events to their chains, in this transaction, holding each chain's head."""
+    if not events:
+        return
+    now = database_now(session)
+    heads = {chain: _lock_head(session, chain, now) for chain in sorted({e.chain for e in events})}
+    for event in events:
+        head = heads[event.chain]
+        record = AuditRecord(
+            chain=event.chain,
+            seq=head.seq + 1,
+            occurred_at=now,
+            actor_id=actor.actor_id,
+            actor_role=actor.role,
+            action=event.action,
+            entity_type=event.entity_type,
+            entity_id=event.entity_id,
+            subject_id=event.subject_id,
+            reason=event.reason,
+            before=dict(event.before) if event.before is not None else None,
+            after=dict(event.after) if event.after is not None else None,
+            request_id=request_id,
+            prev_hash=head.hash,
+        )
+        digest = record.computed_hash()
+        session.add(AuditEventRow(**{**record.payload(), "occurred_at": now, "hash": digest}))
+        head.seq, head.hash, head.updated_at = record.seq, digest, now
+    session.flush()
+
+
+def row_to_record(row: AuditEventRow) -> AuditRecord:
+    return AuditRecord(
+        chain=row.chain,
+        seq=row.seq,
+        occurred_at=row.occurred_at,
+        actor_id=row.actor_id,
+        actor_role=row.actor_role,
+        action=row.action,
+        entity_type=row.entity_type,
+        entity_id=row.entity_id,
+        subject_id=row.subject_id,
+        reason=row.reason,
+        before=row.before,
+        after=row.after,
+        request_id=row.request_id,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def chains(session: Session) -> list[str]:
+    names = set(session.scalars(select(AuditEventRow.chain).distinct()))
+    names |= set(session.scalars(select(AuditChainHeadRow.chain)))
+    return sorted(names)
+
+
+def iter_chain(session: Session, chain: str, batch: int = 1000) -> Iterator[AuditRecord]:
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEventRow)
+            .where(AuditEventRow.chain == chain, AuditEventRow.seq > last)
+            .order_by(AuditEventRow.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield row_to_record(row)
+        last = rows[-1].seq
+
+
+def chain_head(session: Session, chain: str) -> tuple[int, str] | None:
+    row = session.get(AuditChainHeadRow, chain)
+    return None if row is None else (row.seq, row.hash)
+
+
+def event_count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(AuditEventRow)) or 0)

@@ -1,0 +1,82 @@
+"""Study data keys: created on a study's first load, stored wrapped by the KEK, unwrapped
+once per process and kept in memory only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.adapters.crypto.envelope import StudyCipher, new_dek, unwrap_dek, wrap_dek
+from app.adapters.crypto.keyring import Keyring, KeyUnavailable
+from app.adapters.db.models import StudyKeyRow
+
+
+class KeyService:
+    """Process-wide: the keyring and a cache of unwrapped DEKs by (study, version)."""
+
+    def __init__(self, keyring_loader: KeyringLoader) -> None:
+        self._loader = keyring_loader
+        self._cache: dict[tuple[int, int], StudyCipher] = {}
+        self._lock = threading.Lock()
+
+    def keyring(self) -> Keyring:
+        return self._loader()
+
+    def create_study_key(self, session: Session, study_id: int, slug: str) -> StudyCipher:
+        keyring = self.keyring()
+        dek = new_dek()
+        row = StudyKeyRow(
+            study_id=study_id,
+            version=1,
+            kek_id=keyring.active_kid,
+            wrapped_dek=wrap_dek(keyring.active_kek, keyring.active_kid, slug, dek),
+            created_at=datetime.now(UTC),
+            retired_at=None,
+        )
+        session.add(row)
+        session.flush()
+        return StudyCipher(slug, row.version, dek)
+
+    def cipher(self, session: Session, study_id: int, slug: str) -> StudyCipher:
+        row = session.scalars(
+            select(StudyKeyRow)
+            .where(StudyKeyRow.study_id == study_id, StudyKeyRow.retired_at.is_(None))
+            .order_by(StudyKeyRow.version.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            raise KeyUnavailable(f"study {slug!r} has no data key")
+        key = (study_id, row.version)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        keyring = self.keyring()
+        kek = keyring.keks.get(row.kek_id)
+        if kek is None:
+            raise KeyUnavailable(
+                f"study {slug!r} is wrapped by key {row.kek_id!r}, absent from the keys directory"
+            )
+        cipher = StudyCipher(slug, row.version, unwrap_dek(kek, row.kek_id, slug, row.wrapped_dek))
+        with self._lock:
+            self._cache[key] = cipher
+        return cipher
+
+
+class KeyringLoader:
+    """Loads the keyring once, on first use, so the service can start and report not-ready."""
+
+    def __init__(self, load: Callable[[], Keyring]) -> None:
+        self._load = load
+        self._keyring: Keyring | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Keyring:
+        with self._lock:
+            if self._keyring is None:
+                self._keyring = self._load()
+            return self._keyring

@@ -1,0 +1,124 @@
+"""Repositories: the only place that queries rows. Scope (study, site) is part of the query,
+so a record outside it is simply not found."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.adapters.db.keystore import KeyService
+from app.adapters.db.models import DepotRow, SiteRow, StudyRow, SubjectRow
+from app.adapters.studyfiles.codec import decode_stored
+from app.domain.sealed import Sealed
+from app.domain.study import Study
+from app.services.ports import StoredStudy
+
+DEFINITION_KIND = "study_definition"
+
+
+class SqlStudyRepository:
+    def __init__(self, session: Session, keys: KeyService) -> None:
+        self._session = session
+        self._keys = keys
+
+    def _row(self, slug: str, *, for_update: bool = False) -> StudyRow | None:
+        query = select(StudyRow).where(StudyRow.slug == slug)
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalars(query).first()
+
+    def _stored(self, row: StudyRow) -> StoredStudy:
+        cipher = self._keys.cipher(self._session, row.id, row.slug)
+        raw = cipher.open(DEFINITION_KIND, row.slug, Sealed(row.definition_sealed))
+        document, study = decode_stored(raw)
+        return StoredStudy(row.slug, row.version, row.definition_sha256, study, document)
+
+    def get(self, slug: str, *, for_update: bool = False) -> StoredStudy | None:
+        row = self._row(slug, for_update=for_update)
+        return None if row is None else self._stored(row)
+
+    def list(self) -> list[StoredStudy]:
+        rows = self._session.scalars(select(StudyRow).order_by(StudyRow.slug)).all()
+        return [self._stored(row) for row in rows]
+
+    def study_id(self, slug: str) -> int | None:
+        return self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+
+    def save(self, study: Study, document: Mapping[str, Any], sha256: str, version: int) -> None:
+        now = datetime.now(UTC)
+        row = self._row(study.slug, for_update=True)
+        if row is None:
+            row = StudyRow(slug=study.slug, created_at=now, definition_sealed=b"")
+            self._session.add(row)
+        row.title, row.protocol, row.version = study.title, study.protocol, version
+        row.definition_sha256, row.updated_at = sha256, now
+        self._session.flush()
+        if version == 1 and not row.definition_sealed:
+            cipher = self._keys.create_study_key(self._session, row.id, study.slug)
+        else:
+            cipher = self._keys.cipher(self._session, row.id, study.slug)
+        raw = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        row.definition_sealed = cipher.seal(DEFINITION_KIND, study.slug, raw.encode()).envelope
+        self._sync_sites(row.id, study)
+
+    def _sync_sites(self, study_id: int, study: Study) -> None:
+        depots = {
+            d.code: d
+            for d in self._session.scalars(select(DepotRow).where(DepotRow.study_id == study_id))
+        }
+        for depot in study.depots:
+            row = depots.get(depot.code)
+            if row is None:
+                row = DepotRow(study_id=study_id, code=depot.code)
+                self._session.add(row)
+                depots[depot.code] = row
+            row.name, row.country = depot.name, depot.country
+        self._session.flush()
+        sites = {
+            s.code: s
+            for s in self._session.scalars(select(SiteRow).where(SiteRow.study_id == study_id))
+        }
+        wanted = {s.code for s in study.sites}
+        for site in study.sites:
+            site_row = sites.get(site.code)
+            if site_row is None:
+                site_row = SiteRow(study_id=study_id, code=site.code)
+                self._session.add(site_row)
+            site_row.name, site_row.country = site.name, site.country
+            site_row.active, site_row.timezone = site.active, site.timezone
+            site_row.depot_id = depots[site.depot].id
+        for code, site_row in sites.items():
+            if code not in wanted:
+                self._session.delete(site_row)
+        self._session.flush()
+        used = {s.depot for s in study.sites}
+        for code, depot_row in depots.items():
+            if code not in {d.code for d in study.depots} and code not in used:
+                self._session.delete(depot_row)
+
+    def randomized_count(self, slug: str) -> int:
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(SubjectRow)
+                .join(StudyRow, StudyRow.id == SubjectRow.study_id)
+                .where(StudyRow.slug == slug, SubjectRow.randomized_at.is_not(None))
+            )
+            or 0
+        )
+
+    def sites_with_subjects(self, slug: str) -> set[str]:
+        return set(
+            self._session.scalars(
+                select(SiteRow.code)
+                .join(SubjectRow, SubjectRow.site_id == SiteRow.id)
+                .join(StudyRow, StudyRow.id == SiteRow.study_id)
+                .where(StudyRow.slug == slug)
+                .distinct()
+            )
+        )

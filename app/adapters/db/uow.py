@@ -1,0 +1,57 @@
+"""The unit of work: one session, one transaction; audit events written before commit."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.adapters.db.audit import append_events
+from app.adapters.db.keystore import KeyService
+from app.adapters.db.repositories import SqlStudyRepository
+from app.domain.audit import Actor, AuditEvent
+
+
+class SqlUnitOfWork:
+    studies: SqlStudyRepository
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        keys: KeyService,
+        actor: Actor,
+        request_id: str | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._keys = keys
+        self.actor = actor
+        self.request_id = request_id
+        self._events: list[AuditEvent] = []
+
+    def __enter__(self) -> Self:
+        self.session = self._session_factory()
+        self._events = []
+        self.studies = SqlStudyRepository(self.session, self._keys)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+        self.session.close()
+
+    def record(self, event: AuditEvent) -> None:
+        self._events.append(event)
+
+    def commit(self) -> None:
+        append_events(self.session, self._events, self.actor, self.request_id)
+        self._events = []
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self._events = []
+        self.session.rollback()

@@ -1,0 +1,1 @@
+"""Study definition files (TOML) -> validated pydantic documents -> domain `Study`."""

@@ -1,0 +1,47 @@
+"""The composition root: builds the engine, the key service and the unit-of-work factory
+from settings. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.adapters.crypto.keyring import Keyring, load_keyring
+from app.adapters.db.engine import make_engine, make_session_factory
+from app.adapters.db.keystore import KeyringLoader, KeyService
+from app.adapters.db.uow import SqlUnitOfWork
+from app.domain.audit import Actor
+from app.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    keys: KeyService
+
+    def uow(self, actor: Actor, request_id: str | None = None) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.session_factory, self.keys, actor, request_id)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+    load_keys: Callable[[], Keyring] | None = None,
+) -> Container:
+    engine = engine or make_engine(settings.database_url)
+    return Container(
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory or make_session_factory(engine),
+        keys=KeyService(KeyringLoader(load_keys or (lambda: load_keyring(settings.keys_dir)))),
+    )

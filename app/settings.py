@@ -1,0 +1,40 @@
+"""Settings from the environment (`IWRS_*`), validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'iwrs.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IWRS_", extra="ignore", frozen=True)
+
+    database_url: str = Field(default_factory=_default_database_url)
+    keys_dir: Path = Path("keys")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    token_issuer: str = "iwrs"  # noqa: S105 - an issuer name, not a secret
+    token_audience: str = "iwrs-api"  # noqa: S105 - an audience name, not a secret
+    token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
