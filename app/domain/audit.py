@@ -127,8 +127,10 @@ def verify_chain(
             return ChainBreak(chain, last_seq, "the chain has no recorded head")
         return None
     head_seq, head_hash = head
-    if head_seq != last_seq or head_hash != prev_hash:
-        return ChainBreak(
-            chain, min(head_seq, last_seq) + 1, f"events after {last_seq} are missing"
-        )
+    if head_seq > last_seq:
+        return ChainBreak(chain, last_seq + 1, f"events {last_seq + 1} to {head_seq} are missing")
+    if head_seq < last_seq:
+        return ChainBreak(chain, head_seq + 1, "events past the recorded head")
+    if head_hash != prev_hash:
+        return ChainBreak(chain, last_seq, "does not match the recorded chain head")
     return None

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from itertools import pairwise
 
 from app.domain.roles import UNBLINDING_CAPABLE, Role
 
@@ -297,18 +296,17 @@ def study_problems(study: Study) -> list[Problem]:
             problems.append(Problem(f"dispensing.weight_bands[{i}]", "min_kg must be below max_kg"))
         if band.quantity < 1:
             problems.append(Problem(f"dispensing.weight_bands[{i}].quantity", "at least one kit"))
-    for lower, upper in pairwise(bands):
-        if upper.min_kg < lower.max_kg:
+    covered_to = bands[0].max_kg if bands else Decimal(0)
+    for band in bands[1:]:
+        if band.min_kg < covered_to:
             problems.append(
-                Problem("dispensing.weight_bands", f"bands overlap at {upper.min_kg} kg")
+                Problem("dispensing.weight_bands", f"bands overlap at {band.min_kg} kg")
             )
-        elif upper.min_kg > lower.max_kg:
+        elif band.min_kg > covered_to:
             problems.append(
-                Problem(
-                    "dispensing.weight_bands",
-                    f"gap between {lower.max_kg} and {upper.min_kg} kg",
-                )
+                Problem("dispensing.weight_bands", f"gap between {covered_to} and {band.min_kg} kg")
             )
+        covered_to = max(covered_to, band.max_kg)
 
     rnd = study.randomization
     ratio_sum = study.ratio_sum()

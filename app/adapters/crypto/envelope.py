@@ -43,7 +43,7 @@ def unwrap_dek(kek: bytes, kid: str, study: str, wrapped: bytes) -> bytes:
         return AESGCM(kek).decrypt(
             wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _dek_aad(study, kid)
         )
-    except InvalidTag as exc:
+    except (InvalidTag, ValueError) as exc:
         raise CannotOpen(f"the key-encryption key {kid!r} does not open study {study!r}") from exc
 
 
@@ -74,5 +74,5 @@ class StudyCipher:
         nonce, body = raw[2 : 2 + NONCE_BYTES], raw[2 + NONCE_BYTES :]
         try:
             return self._aead.decrypt(nonce, body, self._aad(kind, record_id))
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:
             raise CannotOpen(f"a {kind} of study {self._study!r} does not open") from exc

@@ -11,7 +11,7 @@ import base64
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,8 +32,8 @@ class KeyUnavailable(Exception):
 @dataclass(frozen=True)
 class Keyring:
     active_kid: str
-    keks: dict[str, bytes]
-    signing_key: Ed25519PrivateKey
+    keks: dict[str, bytes] = field(repr=False)
+    signing_key: Ed25519PrivateKey = field(repr=False)
 
     @property
     def active_kek(self) -> bytes:
