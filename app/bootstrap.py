@@ -10,9 +10,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.adapters.crypto.keyring import Keyring, load_keyring
+from app.adapters.crypto.secrets_hash import Argon2Hasher
 from app.adapters.db.engine import make_engine, make_session_factory
 from app.adapters.db.keystore import KeyringLoader, KeyService
 from app.adapters.db.uow import SqlUnitOfWork
+from app.adapters.logs import request_id_var
 from app.domain.audit import Actor
 from app.settings import Settings
 
@@ -23,9 +25,16 @@ class Container:
     engine: Engine
     session_factory: sessionmaker[Session]
     keys: KeyService
+    hasher: Argon2Hasher
 
     def uow(self, actor: Actor, request_id: str | None = None) -> SqlUnitOfWork:
+        if request_id is None:
+            request_id = request_id_var.get()
         return SqlUnitOfWork(self.session_factory, self.keys, actor, request_id)
+
+    @staticmethod
+    def system_actor(component: str) -> Actor:
+        return Actor(actor_id=f"system:{component}", role="system")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -37,6 +46,7 @@ def bootstrap(
     engine: Engine | None = None,
     session_factory: sessionmaker[Session] | None = None,
     load_keys: Callable[[], Keyring] | None = None,
+    hasher: Argon2Hasher | None = None,
 ) -> Container:
     engine = engine or make_engine(settings.database_url)
     return Container(
@@ -44,4 +54,5 @@ def bootstrap(
         engine=engine,
         session_factory=session_factory or make_session_factory(engine),
         keys=KeyService(KeyringLoader(load_keys or (lambda: load_keyring(settings.keys_dir)))),
+        hasher=hasher or Argon2Hasher(),
     )

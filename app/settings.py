@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     token_audience: str = "iwrs-api"  # noqa: S105 - an audience name, not a secret
     token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     workers: int = Field(default=1, ge=1, le=64)
+    # Multiplies the growing delay before answering a failed token request (0 in tests).
+    auth_failure_delay_scale: float = Field(default=1.0, ge=0, le=10)
 
     @field_validator("database_url")
     @classmethod

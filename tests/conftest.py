@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from app.adapters.crypto.keyring import Keyring, init_keys, load_keyring
+from app.adapters.crypto.secrets_hash import Argon2Hasher
 from app.adapters.db import migrate
 from app.adapters.db.engine import make_engine, normalize_url
 from app.bootstrap import Container, bootstrap
@@ -150,7 +152,11 @@ def connection(engine: Engine) -> Iterator[Connection]:
 
 @pytest.fixture
 def settings(database_url: str, keys_dir: Path) -> Settings:
-    return Settings(database_url=database_url, keys_dir=keys_dir)
+    return Settings(database_url=database_url, keys_dir=keys_dir, auth_failure_delay_scale=0)
+
+
+# Cheap argon2 parameters: the tests check behaviour, not the cost of a guess.
+FAST_HASHER = Argon2Hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture
@@ -160,4 +166,10 @@ def container(
     factory = sessionmaker(
         bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
     )
-    return bootstrap(settings, engine=engine, session_factory=factory, load_keys=lambda: keyring)
+    return bootstrap(
+        settings,
+        engine=engine,
+        session_factory=factory,
+        load_keys=lambda: keyring,
+        hasher=FAST_HASHER,
+    )

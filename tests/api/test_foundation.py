@@ -13,6 +13,7 @@ from app.adapters.api.app import create_app
 from app.adapters.crypto.keyring import KeyUnavailable, load_keyring
 from app.adapters.logs import JsonFormatter
 from app.bootstrap import Container, bootstrap
+from tests.api.conftest import Login
 
 PROBLEM = "application/problem+json"
 
@@ -60,14 +61,21 @@ class TestOperations:
         assert client.get("/docs").status_code == 200
 
 
+@pytest.fixture
+def admin(login: Login) -> dict[str, str]:
+    return login("admin")
+
+
 class TestStudies:
-    def test_list(self, client: TestClient) -> None:
-        response = client.get("/api/v1/studies")
+    def test_list(self, client: TestClient, admin: dict[str, str]) -> None:
+        response = client.get("/api/v1/studies", headers=admin)
         assert response.status_code == 200
         assert [s["slug"] for s in response.json()["studies"]] == ["iris-7a", "iris-7b"]
 
-    def test_detail_has_arms_visits_sites_and_strata(self, client: TestClient) -> None:
-        body = client.get("/api/v1/studies/iris-7b").json()
+    def test_detail_has_arms_visits_sites_and_strata(
+        self, client: TestClient, admin: dict[str, str]
+    ) -> None:
+        body = client.get("/api/v1/studies/iris-7b", headers=admin).json()
         assert [a["code"] for a in body["arms"]] == ["PLACEBO", "CYT107_QW", "CYT107_BIW"]
         assert [v["code"] for v in body["visits"]] == [
             "D1",
@@ -82,13 +90,15 @@ class TestStudies:
         assert {s["code"] for s in body["sites"]} == {"US01", "US02", "US03"}
         assert [f["code"] for f in body["stratification_factors"]] == ["shock", "age"]
 
-    def test_detail_never_shows_kit_types_or_dispensing(self, client: TestClient) -> None:
-        text = client.get("/api/v1/studies/iris-7a").text
+    def test_detail_never_shows_kit_types_or_dispensing(
+        self, client: TestClient, admin: dict[str, str]
+    ) -> None:
+        text = client.get("/api/v1/studies/iris-7a", headers=admin).text
         for secret in ("KT_IL7", "KT_PBO", "kit_type", "dispensing", "vial"):
             assert secret not in text
 
-    def test_unknown_study_is_problem_json(self, client: TestClient) -> None:
-        response = client.get("/api/v1/studies/iris-9z")
+    def test_unknown_study_is_problem_json(self, client: TestClient, admin: dict[str, str]) -> None:
+        response = client.get("/api/v1/studies/iris-9z", headers=admin)
         assert response.status_code == 404
         assert response.headers["content-type"] == PROBLEM
         body = response.json()
@@ -106,7 +116,7 @@ class TestStudies:
 
 class TestFailures:
     def test_unexpected_error_is_500_problem_with_request_id(
-        self, loaded: Container, monkeypatch: pytest.MonkeyPatch
+        self, loaded: Container, monkeypatch: pytest.MonkeyPatch, admin: dict[str, str]
     ) -> None:
         from app.services import studies
 
@@ -115,7 +125,9 @@ class TestFailures:
 
         monkeypatch.setattr(studies, "list_studies", boom)
         with TestClient(create_app(loaded), raise_server_exceptions=False) as client:
-            response = client.get("/api/v1/studies", headers={"X-Request-ID": "req-500-abcdef"})
+            response = client.get(
+                "/api/v1/studies", headers={"X-Request-ID": "req-500-abcdef", **admin}
+            )
         assert response.status_code == 500
         assert response.headers["content-type"] == PROBLEM
         assert response.json()["code"] == "internal_error"
@@ -123,24 +135,24 @@ class TestFailures:
         assert "boom" not in response.text
 
     def test_key_error_is_503_problem(
-        self, loaded: Container, monkeypatch: pytest.MonkeyPatch
+        self, loaded: Container, monkeypatch: pytest.MonkeyPatch, admin: dict[str, str]
     ) -> None:
         def no_key(*_args: object, **_kwargs: object) -> None:
             raise KeyUnavailable("no key")
 
         monkeypatch.setattr(loaded.keys, "cipher", no_key)
         with TestClient(create_app(loaded)) as client:
-            response = client.get("/api/v1/studies/iris-7a")
+            response = client.get("/api/v1/studies/iris-7a", headers=admin)
         assert response.status_code == 503
         assert response.json()["code"] == "key_unavailable"
 
 
 class TestLogs:
     def test_every_log_line_is_json_with_the_request_id(
-        self, client: TestClient, caplog: pytest.LogCaptureFixture
+        self, client: TestClient, caplog: pytest.LogCaptureFixture, admin: dict[str, str]
     ) -> None:
         caplog.set_level(logging.INFO)
-        client.get("/api/v1/studies", headers={"X-Request-ID": "log-check-0001"})
+        client.get("/api/v1/studies", headers={"X-Request-ID": "log-check-0001", **admin})
         access = [r for r in caplog.records if r.name == "iwrs.access"]
         assert access, "no access log line"
         line = json.loads(JsonFormatter().format(access[-1]))

@@ -5,18 +5,51 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app import __version__
+from app.adapters.api.auth import Forbidden, Unauthorized
+from app.adapters.api.introspect import api_routes
 from app.adapters.api.middleware import RequestIdMiddleware
-from app.adapters.api.problems import install_problem_handlers, log, problem
-from app.adapters.api.routers import health, studies
+from app.adapters.api.problems import STATUS_BY_ERROR, install_problem_handlers, log, problem
+from app.adapters.api.routers import audit, health, oauth, studies
+from app.adapters.api.tokens import TokenService
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
+from app.domain.access import roles_allowed
 from app.settings import Settings
+
+STATUS_BY_ERROR.update({Unauthorized: 401, Forbidden: 403})
+
+
+def _document_roles(app: FastAPI) -> None:
+    """Each operation in the OpenAPI document names the roles the permission table allows."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for info in api_routes(app):
+            if info.action is None:
+                continue
+            roles = [r.value for r in roles_allowed(info.action)]
+            operation = schema["paths"][info.path][info.method.lower()]
+            operation["x-iwrs-action"] = info.action.value
+            operation["x-iwrs-roles"] = roles
+            operation["description"] = (
+                operation.get("description", "") + f"\n\nAllowed roles: {', '.join(roles)}."
+            ).strip()
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(container: Container | None = None, settings: Settings | None = None) -> FastAPI:
@@ -37,6 +70,12 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         lifespan=lifespan,
     )
     app.state.container = container
+    app.state.tokens = TokenService(
+        container.keys.keyring,
+        container.settings.token_issuer,
+        container.settings.token_audience,
+        container.settings.token_ttl_seconds,
+    )
     install_problem_handlers(app)
 
     @app.exception_handler(OperationalError)
@@ -49,7 +88,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         log.exception("database error", exc_info=exc)
         return problem(500, "internal_error", "an unexpected error; quote the request id")
 
-    app.include_router(health.router)
-    app.include_router(studies.router)
+    for router in (health.router, oauth.router, studies.router, audit.router):
+        app.include_router(router)
+    _document_roles(app)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
 from app.adapters.logs import request_id_var
-from app.domain import errors
+from app.domain import clients, errors
 
 log = logging.getLogger("iwrs.api")
 
@@ -26,6 +26,9 @@ MEDIA_TYPE = "application/problem+json"
 
 # Domain error class -> HTTP status. Subclasses inherit their parent's status.
 STATUS_BY_ERROR: dict[type[Exception], int] = {
+    clients.AuthenticationFailed: 401,
+    clients.Throttled: 429,
+    clients.InvalidGrant: 422,
     errors.NotFound: 404,
     errors.InvalidStudyDefinition: 422,
     errors.AllocationChangeRefused: 409,
@@ -82,9 +85,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.DomainError)
     async def _domain(_request: Request, exc: errors.DomainError) -> JSONResponse:
         extra: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        status = status_for(exc)
         if isinstance(exc, errors.InvalidStudyDefinition):
             extra["problems"] = exc.problems
-        return problem(status_for(exc), exc.code, exc.detail, **extra)
+        if isinstance(exc, clients.Throttled):
+            headers["Retry-After"] = str(exc.retry_after)
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="iwrs", error="invalid_token"'
+        return problem(status, exc.code, exc.detail, headers=headers or None, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

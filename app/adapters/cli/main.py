@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.adapters.cli import db, keys, serve, studies
+from app.adapters.cli import audit, clients, db, keys, serve, studies
 
 app = typer.Typer(
     name="iwrs",
@@ -15,8 +15,18 @@ app = typer.Typer(
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
 app.add_typer(studies.app, name="studies")
+app.add_typer(clients.app, name="clients")
+app.add_typer(audit.app, name="audit")
 app.command("serve")(serve.serve)
 app.command("quickstart")(serve.quickstart)
+
+
+@app.command("permissions")
+def permissions() -> None:
+    """Print the permission table (role -> allowed actions) as Markdown."""
+    from app.domain.access import permissions_markdown
+
+    print(permissions_markdown(), end="")
 
 
 def main() -> None:

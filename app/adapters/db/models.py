@@ -164,3 +164,42 @@ class AuditChainHeadRow(Base):
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
+
+
+class ApiClientRow(Base):
+    """An API client. The secret is stored only as an argon2 hash."""
+
+    __tablename__ = "api_client"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    all_studies: Mapped[bool] = mapped_column(Boolean)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    secret_version: Mapped[int] = mapped_column(Integer)
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class ApiClientGrantRow(Base):
+    """A study (and, for site roles, a site of it) a client may act in."""
+
+    __tablename__ = "api_client_grant"
+    __table_args__ = (UniqueConstraint("client_pk", "study_id", "site_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_pk: Mapped[int] = mapped_column(ForeignKey("api_client.id"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+
+
+class AuthThrottleRow(Base):
+    """Failed token requests by client id asked for (known or not)."""
+
+    __tablename__ = "auth_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    first_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]

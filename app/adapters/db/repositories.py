@@ -46,6 +46,9 @@ class SqlStudyRepository:
         rows = self._session.scalars(select(StudyRow).order_by(StudyRow.slug)).all()
         return [self._stored(row) for row in rows]
 
+    def exists(self, slug: str) -> bool:
+        return self.study_id(slug) is not None
+
     def study_id(self, slug: str) -> int | None:
         return self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
 

@@ -7,6 +7,11 @@ from typing import Self
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.adapters.db.access_repos import (
+    SqlAuditReader,
+    SqlClientRepository,
+    SqlThrottleRepository,
+)
 from app.adapters.db.audit import append_events
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.repositories import SqlStudyRepository
@@ -15,6 +20,9 @@ from app.domain.audit import Actor, AuditEvent
 
 class SqlUnitOfWork:
     studies: SqlStudyRepository
+    clients: SqlClientRepository
+    throttle: SqlThrottleRepository
+    audit: SqlAuditReader
 
     def __init__(
         self,
@@ -33,6 +41,9 @@ class SqlUnitOfWork:
         self.session = self._session_factory()
         self._events = []
         self.studies = SqlStudyRepository(self.session, self._keys)
+        self.clients = SqlClientRepository(self.session)
+        self.throttle = SqlThrottleRepository(self.session)
+        self.audit = SqlAuditReader(self.session)
         return self
 
     def __exit__(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.schemas import (
     ArmRead,
@@ -19,13 +20,12 @@ from app.adapters.api.schemas import (
     VisitRead,
 )
 from app.bootstrap import Container
-from app.domain.audit import Actor
+from app.domain.access import Action, Principal
 from app.services import studies as study_service
 from app.services.ports import StoredStudy
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
-
-READER = Actor("api", "reader")
+ReadStudies = Annotated[Principal, Depends(require(Action.STUDY_READ))]
 
 
 def _summary(stored: StoredStudy) -> StudySummaryRead:
@@ -66,12 +66,16 @@ def _detail(stored: StoredStudy) -> StudyRead:
 
 
 @router.get("/studies", response_model=StudyList)
-def list_studies(container: Annotated[Container, Depends(get_container)]) -> StudyList:
-    stored = study_service.list_studies(container.uow(READER), visible=None)
+def list_studies(
+    principal: ReadStudies, container: Annotated[Container, Depends(get_container)]
+) -> StudyList:
+    stored = study_service.list_studies(container.uow(principal.actor), visible=principal.studies)
     return StudyList(studies=[_summary(s) for s in stored])
 
 
 @router.get("/studies/{study}", response_model=StudyRead)
-def get_study(study: str, container: Annotated[Container, Depends(get_container)]) -> StudyRead:
-    found = study_service.get_study(container.uow(READER), study, visible=None)
+def get_study(
+    study: str, principal: ReadStudies, container: Annotated[Container, Depends(get_container)]
+) -> StudyRead:
+    found = study_service.get_study(container.uow(principal.actor), study, principal.studies)
     return _detail(found)

@@ -1,0 +1,73 @@
+"""The audit trail of a study, blinded as it is stored, paged by sequence number."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from app.adapters.api.auth import require
+from app.adapters.api.deps import get_container
+from app.bootstrap import Container
+from app.domain.access import Action, Principal
+from app.services.audit import read_audit
+from app.services.ports import AuditQuery
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+
+class AuditEventRead(BaseModel):
+    seq: int
+    occurred_at: datetime
+    actor_id: str
+    actor_role: str
+    action: str
+    entity_type: str
+    entity_id: str
+    subject_id: str | None
+    reason: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    study: str
+    events: list[AuditEventRead]
+    next_after_seq: int | None
+    head_seq: int
+
+
+@router.get("/studies/{study}/audit", response_model=AuditPage)
+def audit_trail(
+    study: str,
+    principal: Annotated[Principal, Depends(require(Action.AUDIT_READ))],
+    container: Annotated[Container, Depends(get_container)],
+    subject_id: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    query = AuditQuery(
+        chain=study,
+        subject_id=subject_id,
+        action=action,
+        since=since,
+        until=until,
+        after_seq=after_seq,
+        limit=limit,
+    )
+    records, head = read_audit(container.uow(principal.actor), principal, study, query)
+    events = [AuditEventRead(**r.payload(), hash=r.hash) for r in records]
+    return AuditPage(
+        study=study,
+        events=events,
+        next_after_seq=events[-1].seq if len(events) == limit else None,
+        head_seq=head[0] if head else 0,
+    )

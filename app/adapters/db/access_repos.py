@@ -1,0 +1,168 @@
+"""Repositories of API clients, their grants, the token throttle, and the audit reader."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.adapters.db.audit import chain_head, row_to_record
+from app.adapters.db.models import (
+    ApiClientGrantRow,
+    ApiClientRow,
+    AuditEventRow,
+    AuthThrottleRow,
+    SiteRow,
+    StudyRow,
+)
+from app.domain.audit import AuditRecord
+from app.domain.clients import Client, ThrottleState
+from app.domain.roles import Role
+from app.services.ports import AuditQuery
+
+
+class SqlClientRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def _to_domain(self, row: ApiClientRow) -> Client:
+        studies: set[str] = set()
+        sites: dict[str, set[str]] = defaultdict(set)
+        query = (
+            select(StudyRow.slug, SiteRow.code)
+            .select_from(ApiClientGrantRow)
+            .join(StudyRow, StudyRow.id == ApiClientGrantRow.study_id)
+            .outerjoin(SiteRow, SiteRow.id == ApiClientGrantRow.site_id)
+            .where(ApiClientGrantRow.client_pk == row.id)
+        )
+        for slug, site in self._session.execute(query):
+            studies.add(slug)
+            if site is not None:
+                sites[slug].add(site)
+        return Client(
+            client_id=row.client_id,
+            name=row.name,
+            role=Role(row.role),
+            studies=None if row.all_studies else frozenset(studies),
+            sites={k: frozenset(v) for k, v in sites.items()},
+            secret_hash=row.secret_hash,
+            secret_version=row.secret_version,
+            disabled_at=row.disabled_at,
+            created_at=row.created_at,
+        )
+
+    def _row(self, client_id: str, for_update: bool = False) -> ApiClientRow | None:
+        query = select(ApiClientRow).where(ApiClientRow.client_id == client_id)
+        if for_update:
+            query = query.with_for_update()
+        return self._session.scalars(query).first()
+
+    def add(self, client: Client) -> None:
+        row = ApiClientRow(
+            client_id=client.client_id,
+            name=client.name,
+            role=client.role.value,
+            all_studies=client.studies is None,
+            secret_hash=client.secret_hash,
+            secret_version=client.secret_version,
+            disabled_at=client.disabled_at,
+            created_at=datetime.now(UTC),
+        )
+        self._session.add(row)
+        self._session.flush()
+        for slug in sorted(client.studies or ()):
+            study_id = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+            assert study_id is not None
+            site_codes = sorted(client.sites.get(slug, ()))
+            if not site_codes:
+                self._session.add(ApiClientGrantRow(client_pk=row.id, study_id=study_id))
+            for code in site_codes:
+                site_id = self._session.scalar(
+                    select(SiteRow.id).where(SiteRow.study_id == study_id, SiteRow.code == code)
+                )
+                self._session.add(
+                    ApiClientGrantRow(client_pk=row.id, study_id=study_id, site_id=site_id)
+                )
+        self._session.flush()
+
+    def get(self, client_id: str, *, for_update: bool = False) -> Client | None:
+        row = self._row(client_id, for_update)
+        return None if row is None else self._to_domain(row)
+
+    def get_by_name(self, name: str) -> Client | None:
+        row = self._session.scalars(select(ApiClientRow).where(ApiClientRow.name == name)).first()
+        return None if row is None else self._to_domain(row)
+
+    def list(self) -> list[Client]:
+        rows = self._session.scalars(select(ApiClientRow).order_by(ApiClientRow.id)).all()
+        return [self._to_domain(r) for r in rows]
+
+    def save(self, client: Client) -> None:
+        row = self._row(client.client_id)
+        assert row is not None
+        row.secret_hash = client.secret_hash
+        row.secret_version = client.secret_version
+        row.disabled_at = client.disabled_at
+        self._session.flush()
+
+
+class SqlThrottleRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, key: str, *, for_update: bool = False) -> ThrottleState | None:
+        if for_update:
+            # Make the row exist, so concurrent failures for one key serialize on it.
+            dialect = self._session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            self._session.execute(
+                insert(AuthThrottleRow)
+                .values(key=key, failures=0, first_failure_at=datetime.now(UTC))
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+        query = select(AuthThrottleRow).where(AuthThrottleRow.key == key)
+        if for_update:
+            query = query.with_for_update()
+        row = self._session.scalars(query.execution_options(populate_existing=True)).first()
+        if row is None or row.failures == 0:
+            return None
+        return ThrottleState(row.key, row.failures, row.first_failure_at, row.locked_until)
+
+    def save(self, state: ThrottleState) -> None:
+        row = self._session.get(AuthThrottleRow, state.key)
+        if row is None:
+            row = AuthThrottleRow(key=state.key)
+            self._session.add(row)
+        row.failures = state.failures
+        row.first_failure_at = state.first_failure_at
+        row.locked_until = state.locked_until
+        self._session.flush()
+
+    def delete(self, key: str) -> None:
+        self._session.execute(delete(AuthThrottleRow).where(AuthThrottleRow.key == key))
+
+
+class SqlAuditReader:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def page(self, query: AuditQuery) -> list[AuditRecord]:
+        q = select(AuditEventRow).where(
+            AuditEventRow.chain == query.chain, AuditEventRow.seq > query.after_seq
+        )
+        if query.subject_id is not None:
+            q = q.where(AuditEventRow.subject_id == query.subject_id)
+        if query.action is not None:
+            q = q.where(AuditEventRow.action == query.action)
+        if query.since is not None:
+            q = q.where(AuditEventRow.occurred_at >= query.since)
+        if query.until is not None:
+            q = q.where(AuditEventRow.occurred_at < query.until)
+        rows = self._session.scalars(q.order_by(AuditEventRow.seq).limit(query.limit)).all()
+        return [row_to_record(r) for r in rows]
+
+    def head(self, chain: str) -> tuple[int, str] | None:
+        return chain_head(self._session, chain)
