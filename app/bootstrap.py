@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.adapters.crypto.keyring import Keyring, load_keyring
 from app.adapters.crypto.secrets_hash import Argon2Hasher
 from app.adapters.db.engine import make_engine, make_session_factory
+from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyringLoader, KeyService
 from app.adapters.db.uow import SqlUnitOfWork
 from app.adapters.logs import request_id_var
@@ -27,10 +28,15 @@ class Container:
     keys: KeyService
     hasher: Argon2Hasher
 
-    def uow(self, actor: Actor, request_id: str | None = None) -> SqlUnitOfWork:
+    def uow(
+        self,
+        actor: Actor,
+        request_id: str | None = None,
+        idempotency: IdempotencyGuard | None = None,
+    ) -> SqlUnitOfWork:
         if request_id is None:
             request_id = request_id_var.get()
-        return SqlUnitOfWork(self.session_factory, self.keys, actor, request_id)
+        return SqlUnitOfWork(self.session_factory, self.keys, actor, request_id, idempotency)
 
     @staticmethod
     def system_actor(component: str) -> Actor:

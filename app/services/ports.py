@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -10,7 +10,9 @@ from typing import Any, Protocol, Self
 
 from app.domain.audit import Actor, AuditEvent, AuditRecord
 from app.domain.clients import Client, ThrottleState
+from app.domain.randomization import Slot
 from app.domain.study import Study
+from app.domain.subjects import Subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,104 @@ class SecretHasher(Protocol):
         """Spend the time of one verification, so unknown ids answer as slowly."""
 
 
+class SubjectRepository(Protocol):
+    def add(
+        self, study: str, subject_id: str, site: str, strata: Mapping[str, str], mode: str
+    ) -> Subject: ...
+
+    def get(
+        self,
+        study: str,
+        subject_id: str,
+        *,
+        sites: frozenset[str] | None = None,
+        for_update: bool = False,
+    ) -> Subject | None:
+        """The subject, or None when absent or outside `sites` (None: every site)."""
+
+    def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject: ...
+
+    def set_unblinded(self, subject: Subject) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfo:
+    id: int
+    study: str
+    mode: str
+    version: int
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class StratumPlan:
+    key: str
+    site: str | None
+    levels: Mapping[str, str]
+    slots: Sequence[tuple[Slot, int]]  # each slot with its randomization number
+
+
+@dataclass(frozen=True, slots=True)
+class StratumState:
+    id: int
+    key: str
+    next_sequence: int
+    length: int
+    low_warned: bool
+
+
+class ListRepository(Protocol):
+    def active(self, study: str, mode: str) -> ListInfo | None: ...
+
+    def create(
+        self,
+        study: str,
+        mode: str,
+        method: str,
+        seed: bytes | None,
+        strata: Sequence[StratumPlan],
+        generated_by: str,
+    ) -> ListInfo: ...
+
+    def supersede(self, list_id: int) -> None: ...
+
+    def allocated_count(self, list_id: int) -> int: ...
+
+    def lock_stratum(self, list_id: int, key: str) -> StratumState | None: ...
+
+    def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[int, Slot, int]:
+        """(slot id, slot with its arm opened, randomization number)."""
+
+    def advance(self, stratum: StratumState, next_sequence: int, low_warned: bool) -> None: ...
+
+    def add_allocation(
+        self,
+        subject: Subject,
+        info: ListInfo,
+        slot_id: int | None,
+        stratum_key: str,
+        number: int,
+        arm: str,
+        trace: Mapping[str, Any] | None,
+        at: datetime,
+    ) -> None: ...
+
+    def arm_of(self, subject: Subject) -> str | None: ...
+
+    def seed(self, info: ListInfo) -> bytes | None: ...
+
+    def slots(self, info: ListInfo) -> dict[str, list[tuple[Slot, int]]]: ...
+
+    def strata(self, info: ListInfo) -> list[StratumState]: ...
+
+    def allocations(self, study: str, mode: str) -> list[tuple[Subject, str, int]]:
+        """Every allocated subject of the study and mode with its arm and number."""
+
+
+class SupplyRepository(Protocol):
+    """Filled by the supply use cases (app.services.supply)."""
+
+
 class UnitOfWork(Protocol):
     """One database transaction; audit events recorded in it are written before commit."""
 
@@ -101,6 +201,15 @@ class UnitOfWork(Protocol):
     @property
     def audit(self) -> AuditReader: ...
 
+    @property
+    def subjects(self) -> SubjectRepository: ...
+
+    @property
+    def lists(self) -> ListRepository: ...
+
+    @property
+    def supply(self) -> SupplyRepository: ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -112,6 +221,7 @@ class UnitOfWork(Protocol):
 
     def record(self, event: AuditEvent) -> None: ...
 
-    def commit(self) -> None: ...
+    def commit(self, result: object | None = None) -> None:
+        """Commit; `result` is what an idempotent request answers with on a retry."""
 
     def rollback(self) -> None: ...

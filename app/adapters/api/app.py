@@ -14,10 +14,11 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app import __version__
 from app.adapters.api.auth import Forbidden, Unauthorized
+from app.adapters.api.idempotency import install_replay_handler
 from app.adapters.api.introspect import api_routes
 from app.adapters.api.middleware import RequestIdMiddleware
 from app.adapters.api.problems import STATUS_BY_ERROR, install_problem_handlers, log, problem
-from app.adapters.api.routers import audit, health, oauth, studies
+from app.adapters.api.routers import audit, health, oauth, studies, subjects, supply
 from app.adapters.api.tokens import TokenService
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
@@ -77,6 +78,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         container.settings.token_ttl_seconds,
     )
     install_problem_handlers(app)
+    install_replay_handler(app)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
@@ -88,7 +90,14 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         log.exception("database error", exc_info=exc)
         return problem(500, "internal_error", "an unexpected error; quote the request id")
 
-    for router in (health.router, oauth.router, studies.router, audit.router):
+    for router in (
+        health.router,
+        oauth.router,
+        studies.router,
+        subjects.router,
+        supply.router,
+        audit.router,
+    ):
         app.include_router(router)
     _document_roles(app)
     app.add_middleware(RequestIdMiddleware)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
+from app.adapters.db.idempotency import IdempotencyKeyReused
 from app.adapters.logs import request_id_var
 from app.domain import clients, errors
 
@@ -29,6 +30,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     clients.AuthenticationFailed: 401,
     clients.Throttled: 429,
     clients.InvalidGrant: 422,
+    IdempotencyKeyReused: 422,
     errors.NotFound: 404,
     errors.InvalidStudyDefinition: 422,
     errors.AllocationChangeRefused: 409,

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,6 +79,9 @@ class StudyRow(Base):
     definition_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    mode: Mapped[str] = mapped_column(String(8), server_default="live")  # live | uat
+    locked_at: Mapped[datetime | None]
+    locked_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class StudyKeyRow(Base):
@@ -128,6 +136,10 @@ class SubjectRow(Base):
     strata: Mapped[dict[str, Any]]
     registered_at: Mapped[datetime]
     randomized_at: Mapped[datetime | None]
+    mode: Mapped[str] = mapped_column(String(8), server_default="live")
+    randomization_number: Mapped[int | None] = mapped_column(Integer)
+    unblinded: Mapped[bool] = mapped_column(Boolean, server_default=sa_false())
+    ended_at: Mapped[datetime | None]
 
 
 class AuditEventRow(Base):
@@ -203,3 +215,216 @@ class AuthThrottleRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     first_failure_at: Mapped[datetime]
     locked_until: Mapped[datetime | None]
+
+
+# --- Randomization -------------------------------------------------------------------------
+
+
+class RandomizationListRow(Base):
+    """A study's randomization list (live or UAT): its method and its secret seed, sealed."""
+
+    __tablename__ = "randomization_list"
+    __table_args__ = (UniqueConstraint("study_id", "mode", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(8))  # live | uat
+    version: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # active | superseded
+    seed_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    generated_at: Mapped[datetime]
+    generated_by: Mapped[str] = mapped_column(String(128))
+
+
+class StratumRow(Base):
+    """One stratum of a list; `next_sequence` is the cursor a randomization locks."""
+
+    __tablename__ = "stratum"
+    __table_args__ = (UniqueConstraint("list_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("randomization_list.id"), index=True)
+    key: Mapped[str] = mapped_column(String(255))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    levels: Mapped[dict[str, Any]]
+    next_sequence: Mapped[int] = mapped_column(Integer)
+    length: Mapped[int] = mapped_column(Integer)
+    low_warned_at: Mapped[datetime | None]
+
+
+class SlotRow(Base):
+    """A line of a list. Its arm, block and block size are one sealed payload."""
+
+    __tablename__ = "slot"
+    __table_args__ = (
+        UniqueConstraint("stratum_id", "sequence"),
+        UniqueConstraint("list_id", "randomization_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("randomization_list.id"), index=True)
+    stratum_id: Mapped[int] = mapped_column(ForeignKey("stratum.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    randomization_number: Mapped[int] = mapped_column(Integer)
+    payload_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AllocationRow(Base):
+    """A subject's allocation: at most one per subject, at most one per slot."""
+
+    __tablename__ = "allocation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_pk: Mapped[int] = mapped_column(ForeignKey("subject.id"), unique=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("randomization_list.id"))
+    slot_id: Mapped[int | None] = mapped_column(ForeignKey("slot.id"), unique=True)
+    stratum_key: Mapped[str] = mapped_column(String(255))
+    randomization_number: Mapped[int] = mapped_column(Integer)
+    arm_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    trace_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    allocated_at: Mapped[datetime]
+
+
+class IdempotencyRow(Base):
+    """The first successful response to a POST with an Idempotency-Key, written in the same
+    transaction as its effect."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+# --- Supply ----------------------------------------------------------------------------------
+
+
+class LotRow(Base):
+    __tablename__ = "lot"
+    __table_args__ = (UniqueConstraint("study_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    expiry_date: Mapped[date] = mapped_column(Date)
+
+
+class KitRow(Base):
+    """A masked kit. Its type is sealed; where it is and what happened to it is not."""
+
+    __tablename__ = "kit"
+    __table_args__ = (
+        UniqueConstraint("study_id", "kit_number"),
+        Index("ix_kit_site_status", "site_id", "status"),
+        Index("ix_kit_depot_status", "depot_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    kit_number: Mapped[str] = mapped_column(String(16))
+    kit_type_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("lot.id"))
+    expiry_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    quarantined_from: Mapped[str | None] = mapped_column(String(16))
+    depot_id: Mapped[int | None] = mapped_column(ForeignKey("depot.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    subject_pk: Mapped[int | None] = mapped_column(ForeignKey("subject.id"), index=True)
+    dispensation_id: Mapped[int | None] = mapped_column(ForeignKey("dispensation.id"))
+    updated_at: Mapped[datetime]
+
+
+class ShipmentRow(Base):
+    __tablename__ = "shipment"
+    __table_args__ = (UniqueConstraint("study_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # initial | resupply
+    status: Mapped[str] = mapped_column(String(16))  # in_transit | received | cancelled
+    depot_id: Mapped[int] = mapped_column(ForeignKey("depot.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    created_at: Mapped[datetime]
+    received_at: Mapped[datetime | None]
+    received_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ShipmentKitRow(Base):
+    __tablename__ = "shipment_kit"
+
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipment.id"), primary_key=True)
+    kit_id: Mapped[int] = mapped_column(ForeignKey("kit.id"), primary_key=True)
+
+
+class DispensationRow(Base):
+    __tablename__ = "dispensation"
+    __table_args__ = (UniqueConstraint("subject_pk", "visit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_pk: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    visit: Mapped[str] = mapped_column(String(32))
+    weight_kg: Mapped[Decimal] = mapped_column(Numeric(6, 2))
+    quantity: Mapped[int] = mapped_column(Integer)
+    dispensed_at: Mapped[datetime]
+    dispensed_by: Mapped[str] = mapped_column(String(128))
+
+
+class ExcursionRow(Base):
+    """A temperature excursion: the kits are quarantined until released or rejected."""
+
+    __tablename__ = "excursion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipment.id"))
+    description: Mapped[str] = mapped_column(Text)
+    reported_at: Mapped[datetime]
+    reported_by: Mapped[str] = mapped_column(String(128))
+    resolution: Mapped[str | None] = mapped_column(String(16))  # released | rejected
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ExcursionKitRow(Base):
+    __tablename__ = "excursion_kit"
+
+    excursion_id: Mapped[int] = mapped_column(ForeignKey("excursion.id"), primary_key=True)
+    kit_id: Mapped[int] = mapped_column(ForeignKey("kit.id"), primary_key=True)
+
+
+# --- Blinding ----------------------------------------------------------------------------------
+
+
+class UnblindingRow(Base):
+    """An emergency unblinding: who, when, why. The arm is never stored here."""
+
+    __tablename__ = "unblinding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_pk: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    unblinded_by: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    unblinded_at: Mapped[datetime]
+
+
+class OutboxRow(Base):
+    """Notifications to deliver (to the sponsor...), never holding an arm."""
+
+    __tablename__ = "notification_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

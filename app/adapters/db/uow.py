@@ -13,8 +13,11 @@ from app.adapters.db.access_repos import (
     SqlThrottleRepository,
 )
 from app.adapters.db.audit import append_events
+from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyService
+from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
 from app.adapters.db.repositories import SqlStudyRepository
+from app.adapters.db.supply_repos import SqlSupplyRepository
 from app.domain.audit import Actor, AuditEvent
 
 
@@ -23,6 +26,9 @@ class SqlUnitOfWork:
     clients: SqlClientRepository
     throttle: SqlThrottleRepository
     audit: SqlAuditReader
+    subjects: SqlSubjectRepository
+    lists: SqlListRepository
+    supply: SqlSupplyRepository
 
     def __init__(
         self,
@@ -30,12 +36,14 @@ class SqlUnitOfWork:
         keys: KeyService,
         actor: Actor,
         request_id: str | None = None,
+        idempotency: IdempotencyGuard | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._keys = keys
         self.actor = actor
         self.request_id = request_id
         self._events: list[AuditEvent] = []
+        self._idempotency = idempotency
 
     def __enter__(self) -> Self:
         self.session = self._session_factory()
@@ -44,6 +52,16 @@ class SqlUnitOfWork:
         self.clients = SqlClientRepository(self.session)
         self.throttle = SqlThrottleRepository(self.session)
         self.audit = SqlAuditReader(self.session)
+        self.subjects = SqlSubjectRepository(self.session, self._keys)
+        self.lists = SqlListRepository(self.session, self._keys)
+        self.supply = SqlSupplyRepository(self.session, self._keys)
+        if self._idempotency is not None:
+            try:
+                self._idempotency.begin(self.session)
+            except BaseException:
+                self.session.rollback()
+                self.session.close()
+                raise
         return self
 
     def __exit__(
@@ -58,7 +76,10 @@ class SqlUnitOfWork:
     def record(self, event: AuditEvent) -> None:
         self._events.append(event)
 
-    def commit(self) -> None:
+    def commit(self, result: object | None = None) -> None:
+        """Write the audit events (and the idempotent response for `result`), then commit."""
+        if self._idempotency is not None and result is not None:
+            self._idempotency.finish(self.session, result)
         append_events(self.session, self._events, self.actor, self.request_id)
         self._events = []
         self.session.commit()

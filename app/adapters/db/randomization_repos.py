@@ -1,0 +1,358 @@
+"""Subjects, randomization lists, strata, slots and allocations.
+
+Arms (with their block and block size) and seeds are sealed under the study's data key,
+with associated data naming the record, so nothing here is readable in the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.adapters.crypto.envelope import StudyCipher
+from app.adapters.db.keystore import KeyService
+from app.adapters.db.models import (
+    AllocationRow,
+    RandomizationListRow,
+    SiteRow,
+    SlotRow,
+    StratumRow,
+    StudyRow,
+    SubjectRow,
+)
+from app.domain.randomization import Slot
+from app.domain.sealed import Sealed
+from app.domain.subjects import Subject, SubjectStatus
+from app.services.ports import ListInfo, StratumPlan, StratumState
+
+
+class _StudyScoped:
+    def __init__(self, session: Session, keys: KeyService) -> None:
+        self._session = session
+        self._keys = keys
+        self._ids: dict[str, int] = {}
+
+    def _study_id(self, slug: str) -> int:
+        if slug not in self._ids:
+            found = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+            if found is None:
+                raise LookupError(slug)
+            self._ids[slug] = found
+        return self._ids[slug]
+
+    def _cipher(self, slug: str) -> StudyCipher:
+        return self._keys.cipher(self._session, self._study_id(slug), slug)
+
+
+def _subject(row: SubjectRow, study: str, site: str) -> Subject:
+    return Subject(
+        pk=row.id,
+        study=study,
+        subject_id=row.subject_code,
+        site=site,
+        status=SubjectStatus(row.status),
+        strata=dict(row.strata),
+        registered_at=row.registered_at,
+        randomized_at=row.randomized_at,
+        randomization_number=row.randomization_number,
+        unblinded=row.unblinded,
+        mode=row.mode,
+    )
+
+
+class SqlSubjectRepository(_StudyScoped):
+    def add(
+        self, study: str, subject_id: str, site: str, strata: Mapping[str, str], mode: str
+    ) -> Subject:
+        study_id = self._study_id(study)
+        site_id = self._session.scalar(
+            select(SiteRow.id).where(SiteRow.study_id == study_id, SiteRow.code == site)
+        )
+        assert site_id is not None
+        row = SubjectRow(
+            study_id=study_id,
+            site_id=site_id,
+            subject_code=subject_id,
+            status=SubjectStatus.REGISTERED.value,
+            strata=dict(strata),
+            registered_at=datetime.now(UTC),
+            randomized_at=None,
+            mode=mode,
+            unblinded=False,
+        )
+        self._session.add(row)
+        self._session.flush()
+        return _subject(row, study, site)
+
+    def get(
+        self,
+        study: str,
+        subject_id: str,
+        *,
+        sites: frozenset[str] | None = None,
+        for_update: bool = False,
+    ) -> Subject | None:
+        query = (
+            select(SubjectRow, SiteRow.code)
+            .join(SiteRow, SiteRow.id == SubjectRow.site_id)
+            .join(StudyRow, StudyRow.id == SubjectRow.study_id)
+            .where(StudyRow.slug == study, SubjectRow.subject_code == subject_id)
+        )
+        if sites is not None:
+            query = query.where(SiteRow.code.in_(sorted(sites)))
+        if for_update:
+            query = query.with_for_update(of=SubjectRow)
+        found = self._session.execute(query).first()
+        return None if found is None else _subject(found[0], study, found[1])
+
+    def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject:
+        self._session.execute(
+            update(SubjectRow)
+            .where(SubjectRow.id == subject.pk)
+            .values(
+                status=SubjectStatus.RANDOMIZED.value,
+                randomized_at=at,
+                randomization_number=number,
+            )
+        )
+        row = self._session.get(SubjectRow, subject.pk, populate_existing=True)
+        assert row is not None
+        return _subject(row, subject.study, subject.site)
+
+    def set_unblinded(self, subject: Subject) -> None:
+        self._session.execute(
+            update(SubjectRow).where(SubjectRow.id == subject.pk).values(unblinded=True)
+        )
+
+
+def _slot_record(list_id: int, key: str, sequence: int) -> str:
+    return f"{list_id}:{key}:{sequence}"
+
+
+class SqlListRepository(_StudyScoped):
+    def _info(self, row: RandomizationListRow, study: str) -> ListInfo:
+        return ListInfo(row.id, study, row.mode, row.version, row.method)
+
+    def active(self, study: str, mode: str) -> ListInfo | None:
+        row = self._session.scalars(
+            select(RandomizationListRow).where(
+                RandomizationListRow.study_id == self._study_id(study),
+                RandomizationListRow.mode == mode,
+                RandomizationListRow.status == "active",
+            )
+        ).first()
+        return None if row is None else self._info(row, study)
+
+    def create(
+        self,
+        study: str,
+        mode: str,
+        method: str,
+        seed: bytes | None,
+        strata: Sequence[StratumPlan],
+        generated_by: str,
+    ) -> ListInfo:
+        study_id = self._study_id(study)
+        cipher = self._cipher(study)
+        version = 1 + (
+            self._session.scalar(
+                select(func.max(RandomizationListRow.version)).where(
+                    RandomizationListRow.study_id == study_id, RandomizationListRow.mode == mode
+                )
+            )
+            or 0
+        )
+        row = RandomizationListRow(
+            study_id=study_id,
+            mode=mode,
+            version=version,
+            method=method,
+            status="active",
+            seed_sealed=None
+            if seed is None
+            else cipher.seal("seed", f"{mode}:v{version}", seed).envelope,
+            generated_at=datetime.now(UTC),
+            generated_by=generated_by,
+        )
+        self._session.add(row)
+        self._session.flush()
+        site_ids = dict(
+            self._session.execute(
+                select(SiteRow.code, SiteRow.id).where(SiteRow.study_id == study_id)
+            ).all()
+        )
+        for plan in strata:
+            stratum = StratumRow(
+                list_id=row.id,
+                key=plan.key,
+                site_id=site_ids.get(plan.site) if plan.site else None,
+                levels=dict(plan.levels),
+                next_sequence=1,
+                length=len(plan.slots),
+                low_warned_at=None,
+            )
+            self._session.add(stratum)
+            self._session.flush()
+            values = [
+                {
+                    "list_id": row.id,
+                    "stratum_id": stratum.id,
+                    "sequence": slot.sequence,
+                    "randomization_number": number,
+                    "payload_sealed": cipher.seal(
+                        "slot",
+                        _slot_record(row.id, plan.key, slot.sequence),
+                        json.dumps([slot.arm, slot.block, slot.block_size]).encode(),
+                    ).envelope,
+                }
+                for slot, number in plan.slots
+            ]
+            if values:
+                self._session.execute(insert(SlotRow), values)
+        return self._info(row, study)
+
+    def supersede(self, list_id: int) -> None:
+        self._session.execute(
+            update(RandomizationListRow)
+            .where(RandomizationListRow.id == list_id)
+            .values(status="superseded")
+        )
+
+    def allocated_count(self, list_id: int) -> int:
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(AllocationRow)
+                .where(AllocationRow.list_id == list_id)
+            )
+            or 0
+        )
+
+    def _state(self, row: StratumRow) -> StratumState:
+        return StratumState(
+            row.id, row.key, row.next_sequence, row.length, row.low_warned_at is not None
+        )
+
+    def lock_stratum(self, list_id: int, key: str) -> StratumState | None:
+        row = self._session.scalars(
+            select(StratumRow)
+            .where(StratumRow.list_id == list_id, StratumRow.key == key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        return None if row is None else self._state(row)
+
+    def strata(self, info: ListInfo) -> list[StratumState]:
+        rows = self._session.scalars(
+            select(StratumRow).where(StratumRow.list_id == info.id).order_by(StratumRow.key)
+        ).all()
+        return [self._state(r) for r in rows]
+
+    def _open_slot(self, cipher: StudyCipher, info: ListInfo, key: str, row: SlotRow) -> Slot:
+        raw = cipher.open(
+            "slot", _slot_record(info.id, key, row.sequence), Sealed(row.payload_sealed)
+        )
+        arm, block, block_size = json.loads(raw)
+        return Slot(sequence=row.sequence, block=block, block_size=block_size, arm=arm)
+
+    def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[int, Slot, int]:
+        row = self._session.scalars(
+            select(SlotRow).where(SlotRow.stratum_id == stratum.id, SlotRow.sequence == sequence)
+        ).one()
+        slot = self._open_slot(self._cipher(info.study), info, stratum.key, row)
+        return row.id, slot, row.randomization_number
+
+    def advance(self, stratum: StratumState, next_sequence: int, low_warned: bool) -> None:
+        values: dict[str, Any] = {"next_sequence": next_sequence}
+        if low_warned and not stratum.low_warned:
+            values["low_warned_at"] = datetime.now(UTC)
+        self._session.execute(
+            update(StratumRow).where(StratumRow.id == stratum.id).values(**values)
+        )
+
+    def add_allocation(
+        self,
+        subject: Subject,
+        info: ListInfo,
+        slot_id: int | None,
+        stratum_key: str,
+        number: int,
+        arm: str,
+        trace: Mapping[str, Any] | None,
+        at: datetime,
+    ) -> None:
+        cipher = self._cipher(subject.study)
+        self._session.add(
+            AllocationRow(
+                subject_pk=subject.pk,
+                list_id=info.id,
+                slot_id=slot_id,
+                stratum_key=stratum_key,
+                randomization_number=number,
+                arm_sealed=cipher.seal("allocation", subject.subject_id, arm.encode()).envelope,
+                trace_sealed=None
+                if trace is None
+                else cipher.seal(
+                    "trace", subject.subject_id, json.dumps(trace, default=str).encode()
+                ).envelope,
+                allocated_at=at,
+            )
+        )
+        self._session.flush()
+
+    def arm_of(self, subject: Subject) -> str | None:
+        sealed = self._session.scalar(
+            select(AllocationRow.arm_sealed).where(AllocationRow.subject_pk == subject.pk)
+        )
+        if sealed is None:
+            return None
+        return (
+            self._cipher(subject.study)
+            .open("allocation", subject.subject_id, Sealed(sealed))
+            .decode()
+        )
+
+    def seed(self, info: ListInfo) -> bytes | None:
+        row = self._session.get(RandomizationListRow, info.id)
+        if row is None or row.seed_sealed is None:
+            return None
+        return self._cipher(info.study).open(
+            "seed", f"{info.mode}:v{info.version}", Sealed(row.seed_sealed)
+        )
+
+    def slots(self, info: ListInfo) -> dict[str, list[tuple[Slot, int]]]:
+        cipher = self._cipher(info.study)
+        out: dict[str, list[tuple[Slot, int]]] = {}
+        rows = self._session.execute(
+            select(StratumRow.key, SlotRow)
+            .join(StratumRow, StratumRow.id == SlotRow.stratum_id)
+            .where(SlotRow.list_id == info.id)
+            .order_by(StratumRow.key, SlotRow.sequence)
+        )
+        for key, row in rows:
+            out.setdefault(key, []).append(
+                (self._open_slot(cipher, info, key, row), row.randomization_number)
+            )
+        return out
+
+    def allocations(self, study: str, mode: str) -> list[tuple[Subject, str, int]]:
+        cipher = self._cipher(study)
+        rows = self._session.execute(
+            select(SubjectRow, SiteRow.code, AllocationRow)
+            .join(AllocationRow, AllocationRow.subject_pk == SubjectRow.id)
+            .join(SiteRow, SiteRow.id == SubjectRow.site_id)
+            .where(SubjectRow.study_id == self._study_id(study), SubjectRow.mode == mode)
+            .order_by(AllocationRow.allocated_at, AllocationRow.id)
+        )
+        out = []
+        for subject_row, site, allocation in rows:
+            arm = cipher.open(
+                "allocation", subject_row.subject_code, Sealed(allocation.arm_sealed)
+            ).decode()
+            out.append((_subject(subject_row, study, site), arm, allocation.randomization_number))
+        return out

@@ -1,0 +1,101 @@
+"""Subjects: registration, then exactly one randomization, then completion or discontinuation.
+
+`status` moves registered -> randomized -> (completed | discontinued). A subject is
+randomized only when every stratification factor has a known level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from app.domain.errors import Conflict, DomainError, NotFound
+from app.domain.study import Study
+
+
+class SubjectStatus(StrEnum):
+    REGISTERED = "registered"
+    RANDOMIZED = "randomized"
+    COMPLETED = "completed"
+    DISCONTINUED = "discontinued"
+
+
+class SubjectNotFound(NotFound):
+    """No such subject in the study (or not at the caller's sites)."""
+
+    code = "subject_not_found"
+
+
+class SubjectAlreadyRegistered(Conflict):
+    """A subject with this id is registered in the study already."""
+
+    code = "subject_already_registered"
+
+
+class SubjectAlreadyRandomized(Conflict):
+    """The subject was randomized already; a subject is randomized exactly once."""
+
+    code = "subject_already_randomized"
+
+
+class SubjectNotRandomized(Conflict):
+    """The subject is not randomized (yet, or any more)."""
+
+    code = "subject_not_randomized"
+
+
+class SiteNotActive(Conflict):
+    """The site is not active in the study."""
+
+    code = "site_not_active"
+
+
+class InvalidStratum(DomainError):
+    """A stratification factor is missing, unknown, or has an unknown level."""
+
+    code = "invalid_stratum"
+
+
+class StratumExhausted(Conflict):
+    """The stratum's list has no free slot left; a statistician must extend it."""
+
+    code = "stratum_exhausted"
+
+
+class NoActiveList(Conflict):
+    """The study has no randomization list for its current mode."""
+
+    code = "randomization_list_missing"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    pk: int
+    study: str
+    subject_id: str
+    site: str
+    status: SubjectStatus
+    strata: Mapping[str, str]
+    registered_at: datetime
+    randomized_at: datetime | None = None
+    randomization_number: int | None = None
+    unblinded: bool = False
+    mode: str = "live"
+
+
+def check_strata(study: Study, strata: Mapping[str, str]) -> dict[str, str]:
+    """The strata as given, checked: every factor present with one of its levels, no other."""
+    problems: list[str] = []
+    for factor in study.factors:
+        level = strata.get(factor.code)
+        if level is None:
+            problems.append(f"missing factor {factor.code!r}")
+        elif level not in factor.level_codes():
+            problems.append(f"unknown level {level!r} for factor {factor.code!r}")
+    known = {f.code for f in study.factors}
+    problems.extend(f"unknown factor {name!r}" for name in sorted(set(strata) - known))
+    if problems:
+        raise InvalidStratum("; ".join(problems))
+    return {f.code: strata[f.code] for f in study.factors}
