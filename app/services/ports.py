@@ -31,6 +31,11 @@ class StudyRepository(Protocol):
 
     def exists(self, slug: str) -> bool: ...
 
+    def mode(self, slug: str) -> str:
+        """The study's mode: 'live' or 'uat' (test lists and test subjects)."""
+
+    def set_mode(self, slug: str, mode: str) -> None: ...
+
     def save(
         self, study: Study, document: Mapping[str, Any], sha256: str, version: int
     ) -> None: ...
@@ -86,6 +91,16 @@ class SecretHasher(Protocol):
         """Spend the time of one verification, so unknown ids answer as slowly."""
 
 
+@dataclass(frozen=True, slots=True)
+class DispensationView:
+    """A visit's dispensing as a blinded reader sees it: kit numbers, never types."""
+
+    visit: str
+    dispensed_at: datetime
+    weight_kg: str
+    kit_numbers: tuple[str, ...]
+
+
 class SubjectRepository(Protocol):
     def add(
         self, study: str, subject_id: str, site: str, strata: Mapping[str, str], mode: str
@@ -104,6 +119,8 @@ class SubjectRepository(Protocol):
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject: ...
 
     def set_unblinded(self, subject: Subject) -> None: ...
+
+    def dispensations(self, subject: Subject) -> list[DispensationView]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,3 +105,28 @@ def get_study(uow: UnitOfWork, slug: str, visible: frozenset[str] | None) -> Sto
     if stored is None:
         raise StudyNotFound(f"no study {slug!r}")
     return stored
+
+
+def set_mode(uow: UnitOfWork, slug: str, mode: str | None) -> str:
+    """Switch a study between test (uat) and live; audited. None only reads the mode."""
+    if mode is not None and mode not in ("live", "uat"):
+        raise Conflict(f"mode must be 'live' or 'uat', not {mode!r}")
+    with uow:
+        if not uow.studies.exists(slug):
+            raise StudyNotFound(f"no study {slug!r}")
+        current = uow.studies.mode(slug)
+        if mode is None or mode == current:
+            return current
+        uow.studies.set_mode(slug, mode)
+        uow.record(
+            AuditEvent(
+                action="study.mode_changed",
+                entity_type="study",
+                entity_id=slug,
+                study=slug,
+                before={"mode": current},
+                after={"mode": mode},
+            )
+        )
+        uow.commit()
+    return mode

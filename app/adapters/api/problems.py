@@ -18,7 +18,8 @@ from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
 from app.adapters.db.idempotency import IdempotencyKeyReused
 from app.adapters.logs import request_id_var
-from app.domain import clients, errors
+from app.domain import clients, dispensing, errors, subjects
+from app.services import randomization
 
 log = logging.getLogger("iwrs.api")
 
@@ -31,6 +32,10 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     clients.Throttled: 429,
     clients.InvalidGrant: 422,
     IdempotencyKeyReused: 422,
+    randomization.InvalidSite: 422,
+    randomization.SiteForbidden: 403,
+    subjects.InvalidStratum: 422,
+    dispensing.WeightOutOfRange: 422,
     errors.NotFound: 404,
     errors.InvalidStudyDefinition: 422,
     errors.AllocationChangeRefused: 409,

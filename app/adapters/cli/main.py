@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.adapters.cli import audit, clients, db, keys, serve, studies
+from app.adapters.cli import audit, clients, db, keys, lists, serve, studies
 
 app = typer.Typer(
     name="iwrs",
@@ -17,6 +17,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(studies.app, name="studies")
 app.add_typer(clients.app, name="clients")
 app.add_typer(audit.app, name="audit")
+app.add_typer(lists.app, name="lists")
 app.command("serve")(serve.serve)
 app.command("quickstart")(serve.quickstart)
 

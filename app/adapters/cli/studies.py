@@ -44,3 +44,16 @@ def list_() -> None:
             out.print(
                 f"{s.slug}\tv{stored.version}\t{s.protocol}\t{active}/{len(s.sites)} sites active"
             )
+
+
+@app.command("mode")
+def mode(
+    study: str = typer.Option(..., "--study"),
+    new_mode: str = typer.Argument(None, help="live or uat; omit to print the current mode"),
+) -> None:
+    """Print or set a study's mode: test (uat) or live lists and subjects."""
+    from app.services.studies import set_mode
+
+    with container() as c:
+        current = set_mode(c.uow(operator()), study, new_mode)
+    out.print(f"{study}: {current}")

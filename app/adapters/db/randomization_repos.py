@@ -18,6 +18,8 @@ from app.adapters.crypto.envelope import StudyCipher
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
     AllocationRow,
+    DispensationRow,
+    KitRow,
     RandomizationListRow,
     SiteRow,
     SlotRow,
@@ -28,7 +30,7 @@ from app.adapters.db.models import (
 from app.domain.randomization import Slot
 from app.domain.sealed import Sealed
 from app.domain.subjects import Subject, SubjectStatus
-from app.services.ports import ListInfo, StratumPlan, StratumState
+from app.services.ports import DispensationView, ListInfo, StratumPlan, StratumState
 
 
 class _StudyScoped:
@@ -128,6 +130,25 @@ class SqlSubjectRepository(_StudyScoped):
         self._session.execute(
             update(SubjectRow).where(SubjectRow.id == subject.pk).values(unblinded=True)
         )
+
+    def dispensations(self, subject: Subject) -> list[DispensationView]:
+        rows = self._session.execute(
+            select(DispensationRow, KitRow.kit_number)
+            .outerjoin(KitRow, KitRow.dispensation_id == DispensationRow.id)
+            .where(DispensationRow.subject_pk == subject.pk)
+            .order_by(DispensationRow.dispensed_at, DispensationRow.id, KitRow.kit_number)
+        ).all()
+        views: dict[int, DispensationView] = {}
+        for row, kit_number in rows:
+            view = views.get(row.id) or DispensationView(
+                row.visit, row.dispensed_at, str(row.weight_kg), ()
+            )
+            if kit_number is not None:
+                view = DispensationView(
+                    view.visit, view.dispensed_at, view.weight_kg, (*view.kit_numbers, kit_number)
+                )
+            views[row.id] = view
+        return list(views.values())
 
 
 def _slot_record(list_id: int, key: str, sequence: int) -> str:

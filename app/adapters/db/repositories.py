@@ -49,6 +49,17 @@ class SqlStudyRepository:
     def exists(self, slug: str) -> bool:
         return self.study_id(slug) is not None
 
+    def mode(self, slug: str) -> str:
+        mode = self._session.scalar(select(StudyRow.mode).where(StudyRow.slug == slug))
+        assert mode is not None
+        return mode
+
+    def set_mode(self, slug: str, mode: str) -> None:
+        row = self._row(slug, for_update=True)
+        assert row is not None
+        row.mode = mode
+        self._session.flush()
+
     def study_id(self, slug: str) -> int | None:
         return self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
 
@@ -56,7 +67,7 @@ class SqlStudyRepository:
         now = datetime.now(UTC)
         row = self._row(study.slug, for_update=True)
         if row is None:
-            row = StudyRow(slug=study.slug, created_at=now, definition_sealed=b"")
+            row = StudyRow(slug=study.slug, created_at=now, definition_sealed=b"", mode="live")
             self._session.add(row)
         row.title, row.protocol, row.version = study.title, study.protocol, version
         row.definition_sha256, row.updated_at = sha256, now

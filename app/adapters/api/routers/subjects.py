@@ -1,7 +1,188 @@
-"""Subjects: registration, randomization and the blinded subject view."""
+"""Subjects: registration, randomization and the blinded subject view. No response here
+carries an arm or a kit type."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.adapters.api.auth import require
+from app.adapters.api.deps import get_container
+from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.bootstrap import Container
+from app.domain.access import Action, Principal
+from app.domain.subjects import Subject, SubjectNotFound
+from app.services import randomization as rnd
+from app.services.supply import Dispensation
 
 router = APIRouter(prefix="/api/v1", tags=["subjects"])
+
+SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]
+Idem = Annotated[IdempotencyRequest, Depends(idempotency_request)]
+Deps = Annotated[Container, Depends(get_container)]
+
+
+class SubjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: str = Field(pattern=SUBJECT_ID)
+    site_id: str = Field(pattern=r"^[A-Z]{2}[0-9]{2,4}$")
+    strata: dict[str, str] = Field(default_factory=dict)
+
+
+class RandomizationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weight_kg: Decimal | None = Field(
+        default=None, gt=0, le=500, description="to dispense the first visit's kits at once"
+    )
+
+
+class KitRead(BaseModel):
+    kit_number: str
+    lot: str
+    expiry: str
+
+
+class DispensationRead(BaseModel):
+    visit: str
+    kits: list[KitRead]
+    dispensed_at: datetime
+
+
+class SubjectRead(BaseModel):
+    subject_id: str
+    site_id: str
+    status: str
+    strata: dict[str, str]
+    registered_at: datetime
+    randomized_at: datetime | None
+    randomization_number: int | None
+    unblinded: bool
+    dispensations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RandomizationRead(BaseModel):
+    subject_id: str
+    randomization_number: int
+    randomized_at: datetime
+    site_id: str
+    stratum: str
+    strata: dict[str, str]
+    dispensation: DispensationRead | None
+
+
+def subject_read(
+    subject: Subject, dispensations: list[dict[str, Any]] | None = None
+) -> SubjectRead:
+    return SubjectRead(
+        subject_id=subject.subject_id,
+        site_id=subject.site,
+        status=subject.status.value,
+        strata=dict(subject.strata),
+        registered_at=subject.registered_at,
+        randomized_at=subject.randomized_at,
+        randomization_number=subject.randomization_number,
+        unblinded=subject.unblinded,
+        dispensations=dispensations or [],
+    )
+
+
+def dispensation_read(d: Dispensation) -> DispensationRead:
+    return DispensationRead(
+        visit=d.visit,
+        kits=[
+            KitRead(kit_number=k.kit_number, lot=k.lot, expiry=k.expiry_date.isoformat())
+            for k in d.kits
+        ],
+        dispensed_at=d.dispensed_at,
+    )
+
+
+def _render_subject(subject: Subject) -> tuple[int, Any]:
+    return 201, subject_read(subject).model_dump(mode="json")
+
+
+def randomization_read(r: rnd.Randomization) -> RandomizationRead:
+    return RandomizationRead(
+        subject_id=r.subject_id,
+        randomization_number=r.randomization_number,
+        randomized_at=r.randomized_at,
+        site_id=r.site,
+        stratum=r.stratum,
+        strata=dict(r.strata),
+        dispensation=None if r.dispensation is None else dispensation_read(r.dispensation),
+    )
+
+
+def _render_randomization(r: rnd.Randomization) -> tuple[int, Any]:
+    return 201, randomization_read(r).model_dump(mode="json")
+
+
+@router.post("/studies/{study}/subjects", status_code=201, response_model=SubjectRead)
+def register(
+    study: str,
+    body: SubjectCreate,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_REGISTER))],
+    container: Deps,
+    idem: Idem,
+) -> SubjectRead:
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_subject))
+    subject = rnd.register_subject(
+        uow, principal, study, body.subject_id, body.site_id, body.strata
+    )
+    return subject_read(subject)
+
+
+@router.post(
+    "/studies/{study}/subjects/{subject_id}/randomization",
+    status_code=201,
+    response_model=RandomizationRead,
+)
+def randomize(
+    study: str,
+    subject_id: SubjectId,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_RANDOMIZE))],
+    container: Deps,
+    idem: Idem,
+    body: Annotated[RandomizationCreate | None, Body()] = None,
+) -> RandomizationRead:
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_randomization))
+    result = rnd.randomize(
+        uow, principal, study, subject_id, body.weight_kg if body is not None else None
+    )
+    return randomization_read(result)
+
+
+@router.get("/studies/{study}/subjects/{subject_id}", response_model=SubjectRead)
+def get_subject(
+    study: str,
+    subject_id: SubjectId,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_READ))],
+    container: Deps,
+) -> SubjectRead:
+    uow = container.uow(principal.actor)
+    if not principal.sees_study(study):
+        raise SubjectNotFound(f"no subject {subject_id!r} in study {study!r}")
+    with uow:
+        subject = uow.subjects.get(study, subject_id, sites=principal.sites_in(study))
+        if subject is None:
+            raise SubjectNotFound(f"no subject {subject_id!r} in study {study!r}")
+        views = uow.subjects.dispensations(subject)
+    return subject_read(
+        subject,
+        [
+            {
+                "visit": v.visit,
+                "dispensed_at": v.dispensed_at,
+                "weight_kg": v.weight_kg,
+                "kit_numbers": list(v.kit_numbers),
+            }
+            for v in views
+        ],
+    )
