@@ -201,6 +201,10 @@ class SupplyRepository(Protocol):
     """Filled by the supply use cases (app.services.supply)."""
 
 
+class BlindingRepository(Protocol):
+    """Filled by the blinding use cases (app.services.blinding)."""
+
+
 class UnitOfWork(Protocol):
     """One database transaction; audit events recorded in it are written before commit."""
 
@@ -226,6 +230,9 @@ class UnitOfWork(Protocol):
 
     @property
     def supply(self) -> SupplyRepository: ...
+
+    @property
+    def blinding(self) -> BlindingRepository: ...
 
     def __enter__(self) -> Self: ...
 

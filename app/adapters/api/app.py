@@ -18,7 +18,15 @@ from app.adapters.api.idempotency import install_replay_handler
 from app.adapters.api.introspect import api_routes
 from app.adapters.api.middleware import RequestIdMiddleware
 from app.adapters.api.problems import STATUS_BY_ERROR, install_problem_handlers, log, problem
-from app.adapters.api.routers import audit, health, oauth, studies, subjects, supply
+from app.adapters.api.routers import (
+    audit,
+    blinding,
+    health,
+    oauth,
+    studies,
+    subjects,
+    supply,
+)
 from app.adapters.api.tokens import TokenService
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
@@ -96,6 +104,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         studies.router,
         subjects.router,
         supply.router,
+        blinding.router,
         audit.router,
     ):
         app.include_router(router)

@@ -13,6 +13,7 @@ from app.adapters.db.access_repos import (
     SqlThrottleRepository,
 )
 from app.adapters.db.audit import append_events
+from app.adapters.db.blinding_repos import SqlBlindingRepository
 from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
@@ -29,6 +30,7 @@ class SqlUnitOfWork:
     subjects: SqlSubjectRepository
     lists: SqlListRepository
     supply: SqlSupplyRepository
+    blinding: SqlBlindingRepository
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class SqlUnitOfWork:
         self.subjects = SqlSubjectRepository(self.session, self._keys)
         self.lists = SqlListRepository(self.session, self._keys)
         self.supply = SqlSupplyRepository(self.session, self._keys)
+        self.blinding = SqlBlindingRepository(self.session, self._keys)
         if self._idempotency is not None:
             try:
                 self._idempotency.begin(self.session)
