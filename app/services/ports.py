@@ -193,6 +193,13 @@ class ListRepository(Protocol):
 
     def strata(self, info: ListInfo) -> list[StratumState]: ...
 
+    def used_numbers(self, info: ListInfo) -> set[int]: ...
+
+    def extension_count(self, info: ListInfo, key: str) -> int: ...
+
+    def append_slots(self, info: ListInfo, plan: StratumPlan) -> None:
+        """Add slots after a stratum's last (creating the stratum when it has none)."""
+
     def allocations(self, study: str, mode: str) -> list[tuple[Subject, str, int]]:
         """Every allocated subject of the study and mode with its arm and number."""
 

@@ -6,6 +6,7 @@ A new endpoint without a row here, or without a permission rule, fails this suit
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,23 +29,39 @@ PUBLIC = {
     "/redoc",
 }
 
-# (method, route path) -> (concrete path for a study, expected status for (role, own?)).
+# (method, route path) -> Case: the concrete path ({study}, {subject}, {site} filled in for
+# the own or the foreign study), a JSON body maker, and the expected status for (role, own?).
 Expect = Callable[[Role, bool], int]
+Body = Callable[[bool], Any]
 
 
-def study_scoped(action: Action) -> Expect:
-    """Allowed roles get 200 in their studies, 404 elsewhere (admins see every study);
+class Case(NamedTuple):
+    path: str
+    expect: Expect
+    body: Body | None = None
+
+
+def study_scoped(action: Action, ok: int = 200) -> Expect:
+    """Allowed roles get `ok` in their studies, 404 elsewhere (admins see every study);
     others get 403."""
 
     def expect(role: Role, own: bool) -> int:
         if action not in PERMISSIONS[role]:
             return 403
-        return 200 if own or role is Role.ADMIN else 404
+        return ok if own or role is Role.ADMIN else 404
 
     return expect
 
 
-ENDPOINTS: dict[tuple[str, str], tuple[str, Expect]] = {
+# Records the matrix acts on, per study: a registered subject at the granted site.
+PLACES = {
+    True: {"study": OWN, "site": "FR01", "subject": "M-OWN"},
+    False: {"study": FOREIGN, "site": "US01", "subject": "M-FOREIGN"},
+}
+STRATA = {"shock": "yes", "age": "lt65"}
+
+
+ENDPOINTS: dict[tuple[str, str], tuple[str, Expect] | Case] = {
     ("GET", "/api/v1/studies"): ("/api/v1/studies", lambda role, own: 200),
     ("GET", "/api/v1/studies/{study}"): (
         "/api/v1/studies/{study}",
@@ -54,7 +71,77 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, Expect]] = {
         "/api/v1/studies/{study}/audit",
         study_scoped(Action.AUDIT_READ),
     ),
+    ("POST", "/api/v1/studies/{study}/subjects"): Case(
+        "/api/v1/studies/{study}/subjects",
+        study_scoped(Action.SUBJECT_REGISTER, 201),
+        lambda own: {"subject_id": "M-NEW", "site_id": PLACES[own]["site"], "strata": STRATA},
+    ),
+    ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/randomization"): Case(
+        "/api/v1/studies/{study}/subjects/{subject}/randomization",
+        study_scoped(Action.SUBJECT_RANDOMIZE, 201),
+        lambda own: {},
+    ),
+    ("GET", "/api/v1/studies/{study}/subjects/{subject_id}"): (
+        "/api/v1/studies/{study}/subjects/{subject}",
+        study_scoped(Action.SUBJECT_READ),
+    ),
+    ("POST", "/api/v1/studies/{study}/randomization-list"): Case(
+        "/api/v1/studies/{study}/randomization-list",
+        # The lists exist and are unused, so the statistician regenerates them.
+        study_scoped(Action.LIST_GENERATE, 201),
+        lambda own: None,
+    ),
+    ("GET", "/api/v1/studies/{study}/randomization-list/qc"): (
+        "/api/v1/studies/{study}/randomization-list/qc",
+        study_scoped(Action.LIST_READ),
+    ),
+    ("POST", "/api/v1/studies/{study}/randomization-list/upload"): Case(
+        "/api/v1/studies/{study}/randomization-list/upload",
+        # The example studies generate their lists: an allowed caller is told so (409).
+        study_scoped(Action.LIST_GENERATE, 409),
+        lambda own: "stratum,sequence,randomization_number,arm,block\n",
+    ),
+    ("POST", "/api/v1/studies/{study}/randomization-list/strata/{stratum}/extension"): Case(
+        "/api/v1/studies/{study}/randomization-list/strata/{site}|shock=yes|age=lt65/extension",
+        study_scoped(Action.LIST_GENERATE, 201),
+        lambda own: {"slots": 3, "reason": "matrix"},
+    ),
 }
+
+
+@pytest.fixture
+def trial(loaded: Container, monkeypatch: pytest.MonkeyPatch) -> Container:
+    """Lists for both studies and a registered subject at one site of each."""
+    from app.domain.access import Principal
+    from app.services import randomization as rnd
+    from app.services import supply
+    from tests.conftest import TEST_ACTOR
+
+    monkeypatch.setattr(supply, "first_visit_servable", lambda *a, **k: True)
+    edc = Principal("matrix", Role.EDC, frozenset({OWN, FOREIGN}))
+    for place in PLACES.values():
+        rnd.generate_list(loaded.uow(TEST_ACTOR), "matrix", place["study"])
+        rnd.register_subject(
+            loaded.uow(TEST_ACTOR), edc, place["study"], place["subject"], place["site"], STRATA
+        )
+    return loaded
+
+
+def _request(
+    client: TestClient, method: str, case: Case, own: bool, headers: dict[str, str]
+) -> int:
+    place = PLACES[own]
+    path = case.path.format(**place)
+    body = case.body(own) if case.body is not None else None
+    if isinstance(body, str):
+        response = client.request(
+            method, path, content=body, headers={**headers, "Content-Type": "text/csv"}
+        )
+    elif body is not None:
+        response = client.request(method, path, json=body, headers=headers)
+    else:
+        response = client.request(method, path, headers=headers)
+    return response.status_code
 
 
 def _api_routes(container: Container) -> list[RouteInfo]:
@@ -80,7 +167,9 @@ class TestEveryEndpointHasARule:
         for route in _api_routes(loaded):
             if route.path in PUBLIC:
                 continue
-            path = route.path.replace("{study}", OWN)
+            path = route.path.replace("{study}", OWN).replace("{subject_id}", "x")
+            path = path.replace("{stratum}", "x").replace("{site_id}", "FR01")
+            path = path.replace("{kit_number}", "1").replace("{shipment_id}", "1")
             response = client.request(route.method, path)
             assert response.status_code == 401, f"{route}: {response.status_code}"
 
@@ -91,17 +180,40 @@ class TestEveryEndpointHasARule:
 
 
 @pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
-def test_matrix(role: Role, client: TestClient, login: Login) -> None:
+def test_matrix(role: Role, trial: Container, client: TestClient, login: Login) -> None:
     headers = login(role, studies=[OWN])
     failures = []
-    for (method, _route), (template, expect) in ENDPOINTS.items():
+    for (method, _route), row in ENDPOINTS.items():
+        case = row if isinstance(row, Case) else Case(*row)
         for own in (True, False):
-            path = template.replace("{study}", OWN if own else FOREIGN)
-            got = client.request(method, path, headers=headers).status_code
-            want = expect(role, own)
+            got = _request(client, method, case, own, headers)
+            want = case.expect(role, own)
             if got != want:
-                failures.append(f"{role.value} {method} {path}: got {got}, want {want}")
+                failures.append(
+                    f"{role.value} {method} {case.path} own={own}: got {got}, want {want}"
+                )
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", [Role.INVESTIGATOR, Role.PHARMACIST], ids=lambda r: r.value)
+def test_site_roles_do_not_see_other_sites(
+    role: Role, trial: Container, client: TestClient, login: Login
+) -> None:
+    headers = login(role, studies=[OWN], sites=["FR02"])
+    subject = client.get(f"/api/v1/studies/{OWN}/subjects/M-OWN", headers=headers)
+    assert subject.status_code == 404
+    assert subject.json()["code"] == "subject_not_found"
+    if role is Role.INVESTIGATOR:
+        elsewhere = client.post(
+            f"/api/v1/studies/{OWN}/subjects",
+            json={"subject_id": "M-X", "site_id": "FR01", "strata": STRATA},
+            headers=headers,
+        )
+        assert elsewhere.status_code == 403
+        randomized = client.post(
+            f"/api/v1/studies/{OWN}/subjects/M-OWN/randomization", json={}, headers=headers
+        )
+        assert randomized.status_code == 404
 
 
 def test_study_list_shows_only_granted_studies(client: TestClient, login: Login) -> None:

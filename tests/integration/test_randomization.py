@@ -36,12 +36,6 @@ FR01_INVESTIGATOR = Principal(
 STRATA = {"shock": "yes", "age": "lt65"}
 
 
-@pytest.fixture
-def supply_ok(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests are about allocation: the site can always serve the first visit."""
-    monkeypatch.setattr(supply, "first_visit_servable", lambda *a, **k: True)
-
-
 def _load(container: Container, text: str | None = None, tmp: Path | None = None) -> None:
     path = STUDIES_DIR / "iris-7a.toml"
     if text is not None:

@@ -228,7 +228,7 @@ class TestStratumKey:
     def test_ambiguous_or_mismatched_input_refused(
         self, site: str, levels: dict[str, str], order: list[str]
     ) -> None:
-        with pytest.raises(ValueError, match="."):
+        with pytest.raises(ValueError, match=r"."):
             stratum_key(site, levels, order)
 
 
@@ -406,7 +406,7 @@ class TestRandomizationNumbers:
         ("count", "low", "high"), [(11, 1, 10), (-1, 1, 10), (0, 5, 4), (1, 0, 2**32)]
     )
     def test_impossible_requests(self, count: int, low: int, high: int) -> None:
-        with pytest.raises(ValueError, match="."):
+        with pytest.raises(ValueError, match=r"."):
             randomization_numbers(SEED, "n", count, low, high)
 
 

@@ -19,7 +19,7 @@ from app.adapters.crypto.keyring import KeyUnavailable
 from app.adapters.db.idempotency import IdempotencyKeyReused
 from app.adapters.logs import request_id_var
 from app.domain import clients, dispensing, errors, subjects
-from app.services import randomization
+from app.services import lists, randomization
 
 log = logging.getLogger("iwrs.api")
 
@@ -33,6 +33,8 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     clients.InvalidGrant: 422,
     IdempotencyKeyReused: 422,
     randomization.InvalidSite: 422,
+    lists.ListUploadRejected: 422,
+    lists.UnknownStratum: 422,
     randomization.SiteForbidden: 403,
     subjects.InvalidStratum: 422,
     dispensing.WeightOutOfRange: 422,
@@ -94,8 +96,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         headers: dict[str, str] = {}
         status = status_for(exc)
-        if isinstance(exc, errors.InvalidStudyDefinition):
-            extra["problems"] = exc.problems
+        problems = getattr(exc, "problems", None)
+        if isinstance(problems, list):
+            extra["problems"] = problems
         if isinstance(exc, clients.Throttled):
             headers["Retry-After"] = str(exc.retry_after)
         if status == 401:

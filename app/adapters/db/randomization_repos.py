@@ -208,34 +208,88 @@ class SqlListRepository(_StudyScoped):
             ).all()
         )
         for plan in strata:
+            self._add_slots(row.id, study, None, plan, site_ids, cipher)
+        return self._info(row, study)
+
+    def _add_slots(
+        self,
+        list_id: int,
+        study: str,
+        stratum: StratumRow | None,
+        plan: StratumPlan,
+        site_ids: Mapping[str, int],
+        cipher: StudyCipher,
+    ) -> None:
+        if stratum is None:
             stratum = StratumRow(
-                list_id=row.id,
+                list_id=list_id,
                 key=plan.key,
                 site_id=site_ids.get(plan.site) if plan.site else None,
                 levels=dict(plan.levels),
                 next_sequence=1,
-                length=len(plan.slots),
+                length=0,
                 low_warned_at=None,
             )
             self._session.add(stratum)
             self._session.flush()
-            values = [
-                {
-                    "list_id": row.id,
-                    "stratum_id": stratum.id,
-                    "sequence": slot.sequence,
-                    "randomization_number": number,
-                    "payload_sealed": cipher.seal(
-                        "slot",
-                        _slot_record(row.id, plan.key, slot.sequence),
-                        json.dumps([slot.arm, slot.block, slot.block_size]).encode(),
-                    ).envelope,
-                }
-                for slot, number in plan.slots
-            ]
-            if values:
-                self._session.execute(insert(SlotRow), values)
-        return self._info(row, study)
+        values = [
+            {
+                "list_id": list_id,
+                "stratum_id": stratum.id,
+                "sequence": slot.sequence,
+                "randomization_number": number,
+                "payload_sealed": cipher.seal(
+                    "slot",
+                    _slot_record(list_id, plan.key, slot.sequence),
+                    json.dumps([slot.arm, slot.block, slot.block_size]).encode(),
+                ).envelope,
+            }
+            for slot, number in plan.slots
+        ]
+        if values:
+            self._session.execute(insert(SlotRow), values)
+        stratum.length += len(values)
+        if stratum.next_sequence <= stratum.length and stratum.low_warned_at is not None:
+            stratum.low_warned_at = None
+        self._session.flush()
+
+    def used_numbers(self, info: ListInfo) -> set[int]:
+        return set(
+            self._session.scalars(
+                select(SlotRow.randomization_number).where(SlotRow.list_id == info.id)
+            )
+        )
+
+    def extension_count(self, info: ListInfo, key: str) -> int:
+        from app.adapters.db.models import AuditEventRow
+
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(AuditEventRow)
+                .where(
+                    AuditEventRow.chain == info.study,
+                    AuditEventRow.action == "stratum.extended",
+                    AuditEventRow.entity_id == key,
+                )
+            )
+            or 0
+        )
+
+    def append_slots(self, info: ListInfo, plan: StratumPlan) -> None:
+        stratum = self._session.scalars(
+            select(StratumRow)
+            .where(StratumRow.list_id == info.id, StratumRow.key == plan.key)
+            .with_for_update()
+        ).first()
+        site_ids = dict(
+            self._session.execute(
+                select(SiteRow.code, SiteRow.id).where(
+                    SiteRow.study_id == self._study_id(info.study)
+                )
+            ).all()
+        )
+        self._add_slots(info.id, info.study, stratum, plan, site_ids, self._cipher(info.study))
 
     def supersede(self, list_id: int) -> None:
         self._session.execute(
