@@ -130,3 +130,24 @@ def set_mode(uow: UnitOfWork, slug: str, mode: str | None) -> str:
         )
         uow.commit()
     return mode
+
+
+@dataclass(frozen=True, slots=True)
+class StudyStatus:
+    mode: str
+    list_version: int | None
+    strata_running_low: tuple[str, ...]
+    strata_exhausted: tuple[str, ...]
+
+
+def study_status(uow: UnitOfWork, slug: str) -> StudyStatus:
+    """The study's mode and the state of its active list: strata running low or exhausted."""
+    with uow:
+        mode = uow.studies.mode(slug)
+        info = uow.lists.active(slug, mode)
+        if info is None:
+            return StudyStatus(mode, None, (), ())
+        strata = uow.lists.strata(info)
+    low = tuple(s.key for s in strata if s.low_warned and s.next_sequence <= s.length)
+    exhausted = tuple(s.key for s in strata if s.next_sequence > s.length)
+    return StudyStatus(mode, info.version, low, exhausted)

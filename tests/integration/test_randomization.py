@@ -26,7 +26,7 @@ from app.domain.subjects import (
 )
 from app.services import randomization as rnd
 from app.services import supply
-from app.services.studies import load_study, set_mode
+from app.services.studies import load_study, set_mode, study_status
 from tests.conftest import STUDIES_DIR, TEST_ACTOR
 
 EDC = Principal("edc-test", Role.EDC, frozenset({"iris-7a", "iris-7b"}))
@@ -228,6 +228,9 @@ class TestRandomize:
         with container.session_factory() as session:
             actions = [e.action for e in iter_chain(session, "iris-7a")]
         assert actions.count("stratum.running_low") == 1
+        status = study_status(container.uow(TEST_ACTOR), "iris-7a")
+        assert status.strata_exhausted == ("FR01|shock=yes|age=lt65",)
+        assert status.strata_running_low == ()
 
     def test_weight_outside_every_band_changes_nothing(self, study: Container) -> None:
         from app.domain.dispensing import WeightOutOfRange

@@ -57,6 +57,14 @@ class StudyRead(StudySummaryRead):
     sites: list[SiteRead]
     visits: list[VisitRead]
     pooled_with: list[str]
+    status: StudyStatusRead
+
+
+class StudyStatusRead(_Read):
+    mode: str
+    list_version: int | None
+    strata_running_low: list[str]
+    strata_exhausted: list[str]
 
 
 class StudyList(_Read):

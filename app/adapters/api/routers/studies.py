@@ -16,6 +16,7 @@ from app.adapters.api.schemas import (
     SiteRead,
     StudyList,
     StudyRead,
+    StudyStatusRead,
     StudySummaryRead,
     VisitRead,
 )
@@ -33,7 +34,7 @@ def _summary(stored: StoredStudy) -> StudySummaryRead:
     return StudySummaryRead(slug=s.slug, title=s.title, protocol=s.protocol, version=stored.version)
 
 
-def _detail(stored: StoredStudy) -> StudyRead:
+def _detail(stored: StoredStudy, status: study_service.StudyStatus) -> StudyRead:
     s = stored.study
     return StudyRead(
         **_summary(stored).model_dump(),
@@ -62,6 +63,12 @@ def _detail(stored: StoredStudy) -> StudyRead:
             for v in s.visits
         ],
         pooled_with=list(s.pooled_with),
+        status=StudyStatusRead(
+            mode=status.mode,
+            list_version=status.list_version,
+            strata_running_low=list(status.strata_running_low),
+            strata_exhausted=list(status.strata_exhausted),
+        ),
     )
 
 
@@ -78,4 +85,5 @@ def get_study(
     study: str, principal: ReadStudies, container: Annotated[Container, Depends(get_container)]
 ) -> StudyRead:
     found = study_service.get_study(container.uow(principal.actor), study, principal.studies)
-    return _detail(found)
+    status = study_service.study_status(container.uow(principal.actor), study)
+    return _detail(found, status)
