@@ -9,7 +9,7 @@ and the whole decision (counts, scores, probabilities, draw) is kept, sealed, wi
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.domain.minimization import minimize
 from app.domain.randomization import SeededStream
@@ -17,27 +17,30 @@ from app.domain.study import Study
 from app.domain.subjects import StratumExhausted, Subject
 from app.services.ports import ListInfo, UnitOfWork
 
+if TYPE_CHECKING:
+    from app.services.randomization import Taken
+
 
 def _levels(subject: Subject) -> dict[str, str]:
     return {**subject.strata, "site": subject.site}
 
 
-def take_minimized(
-    uow: UnitOfWork, study: Study, info: ListInfo, subject: Subject
-) -> tuple[int | None, str, int, str, dict[str, Any] | None]:
+def take_minimized(uow: UnitOfWork, study: Study, info: ListInfo, subject: Subject) -> Taken:
     settings = study.randomization.minimization
     assert settings is not None
     cursor = uow.lists.lock_stratum(info.id, "*")
     if cursor is None or cursor.next_sequence > cursor.length:
         raise StratumExhausted(f"study {study.slug!r} has used every randomization number")
     sequence = cursor.next_sequence
-    slot_id, _slot, number = uow.lists.slot(info, cursor, sequence)
+    _slot, number = uow.lists.slot(info, cursor, sequence)
     factors = [(f.factor, f.weight) for f in settings.factors]
     counts: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for other, arm, _number in uow.lists.allocations(study.slug, info.mode):
         levels = _levels(other)
         for factor, _weight in factors:
             counts[(factor, levels[factor])][arm] += 1
+    from app.services.randomization import Taken
+
     seed = uow.lists.seed(info)
     assert seed is not None
     stream = SeededStream(seed, f"{study.slug}|{info.mode}|minimization|{sequence}")
@@ -64,4 +67,4 @@ def take_minimized(
         "draw": decision.draw,
         "arm": decision.arm,
     }
-    return slot_id, decision.arm, number, "*", trace
+    return Taken(cursor, sequence, decision.arm, number, trace)

@@ -168,8 +168,8 @@ class ListRepository(Protocol):
 
     def lock_stratum(self, list_id: int, key: str) -> StratumState | None: ...
 
-    def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[int, Slot, int]:
-        """(slot id, slot with its arm opened, randomization number)."""
+    def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[Slot, int]:
+        """The slot (its arm opened) and its randomization number."""
 
     def advance(self, stratum: StratumState, next_sequence: int, low_warned: bool) -> None: ...
 
@@ -177,8 +177,8 @@ class ListRepository(Protocol):
         self,
         subject: Subject,
         info: ListInfo,
-        slot_id: int | None,
-        stratum_key: str,
+        stratum: StratumState,
+        sequence: int,
         number: int,
         arm: str,
         trace: Mapping[str, Any] | None,

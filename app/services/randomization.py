@@ -42,7 +42,7 @@ from app.domain.subjects import (
     check_strata,
 )
 from app.services import supply
-from app.services.ports import ListInfo, StoredStudy, StratumPlan, UnitOfWork
+from app.services.ports import ListInfo, StoredStudy, StratumPlan, StratumState, UnitOfWork
 
 log = logging.getLogger("iwrs.randomization")
 
@@ -235,6 +235,17 @@ def register_subject(
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    """The slot a randomization takes: where, which arm, which number, and why."""
+
+    stratum: StratumState
+    sequence: int
+    arm: str
+    number: int
+    trace: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Randomization:
     subject_id: str
     randomization_number: int
@@ -245,10 +256,7 @@ class Randomization:
     dispensation: supply.Dispensation | None
 
 
-def _take_slot(
-    uow: UnitOfWork, study: Study, info: ListInfo, subject: Subject
-) -> tuple[int | None, str, int, str, dict[str, Any] | None]:
-    """(slot id, arm, randomization number, stratum key, decision trace)."""
+def _take_slot(uow: UnitOfWork, study: Study, info: ListInfo, subject: Subject) -> Taken:
     key = subject_stratum(study, subject)
     stratum = uow.lists.lock_stratum(info.id, key)
     if stratum is None:
@@ -256,7 +264,7 @@ def _take_slot(
     sequence = stratum.next_sequence
     if sequence > stratum.length:
         raise StratumExhausted(f"stratum {key!r} is exhausted; a statistician must extend it")
-    slot_id, slot, number = uow.lists.slot(info, stratum, sequence)
+    slot, number = uow.lists.slot(info, stratum, sequence)
     remaining = stratum.length - sequence
     low = remaining <= study.randomization.low_warning
     uow.lists.advance(stratum, sequence + 1, low)
@@ -273,7 +281,7 @@ def _take_slot(
                 after={"free_slots": remaining, "list_version": info.version},
             )
         )
-    return slot_id, slot.arm, number, key, None
+    return Taken(stratum, sequence, slot.arm, number, None)
 
 
 def randomize(
@@ -312,11 +320,14 @@ def randomize(
         if info.method == RandomizationMethod.MINIMIZATION.value:
             from app.services.minimization import take_minimized
 
-            slot_id, arm, number, key, trace = take_minimized(uow, study, info, subject)
+            taken = take_minimized(uow, study, info, subject)
         else:
-            slot_id, arm, number, key, trace = _take_slot(uow, study, info, subject)
+            taken = _take_slot(uow, study, info, subject)
         now = datetime.now(UTC)
-        uow.lists.add_allocation(subject, info, slot_id, key, number, arm, trace, now)
+        arm, number, key = taken.arm, taken.number, taken.stratum.key
+        uow.lists.add_allocation(
+            subject, info, taken.stratum, taken.sequence, number, arm, taken.trace, now
+        )
         subject = uow.subjects.mark_randomized(subject, number, now)
         uow.record(
             AuditEvent(

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from app.adapters.db.audit import iter_chain
-from app.adapters.db.models import RandomizationListRow, SlotRow, StratumRow, StudyRow
+from app.adapters.db.models import RandomizationListRow, StratumRow, StudyRow
 from app.adapters.studyfiles.codec import read_study_file
 from app.bootstrap import Container
+from app.domain.sealed import Sealed
 from app.domain.subjects import StratumExhausted
 from app.services import lists
 from app.services import randomization as rnd
@@ -58,25 +59,17 @@ class TestQC:
             cipher = container.keys.cipher(session, study_id, "iris-7a")
             list_id = session.scalar(select(RandomizationListRow.id))
             stratum = session.scalars(select(StratumRow).where(StratumRow.key == KEY)).one()
-            slot = session.scalars(
-                select(SlotRow).where(SlotRow.stratum_id == stratum.id, SlotRow.sequence == 1)
-            ).one()
-            arm, block, size = json.loads(cipher.open("slot", f"{list_id}:{KEY}:1", _sealed(slot)))
-            other = "PLACEBO" if arm != "PLACEBO" else "CYT107_BIW"
-            slot.payload_sealed = cipher.seal(
-                "slot", f"{list_id}:{KEY}:1", json.dumps([other, block, size]).encode()
+            record = f"{list_id}:{KEY}"
+            rows = json.loads(cipher.open("stratum", record, Sealed(stratum.slots_sealed)))
+            rows[0][0] = "PLACEBO" if rows[0][0] != "PLACEBO" else "CYT107_BIW"
+            stratum.slots_sealed = cipher.seal(
+                "stratum", record, json.dumps(rows).encode()
             ).envelope
             session.commit()
         report = lists.qc_as_dict(lists.list_qc(container.uow(TEST_ACTOR), "iris-7a"))
         assert report["matches_seed"] is False
         assert report["differing_strata"] == [KEY]
         assert report["unbalanced_blocks"] == 1
-
-
-def _sealed(slot: SlotRow):  # type: ignore[no-untyped-def]
-    from app.domain.sealed import Sealed
-
-    return Sealed(slot.payload_sealed)
 
 
 def _csv(container: Container) -> str:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.adapters.db.audit import iter_chain
-from app.adapters.db.models import AllocationRow, RandomizationListRow, SlotRow
+from app.adapters.db.models import AllocationRow, RandomizationListRow, StratumRow
 from app.adapters.studyfiles.codec import read_study_file
 from app.bootstrap import Container
 from app.domain.access import Principal
@@ -68,12 +68,11 @@ class TestGenerateList:
             assert [(x.mode, x.version, x.status) for x in lists] == [("live", 1, "active")]
             assert lists[0].seed_sealed is not None
             assert lists[0].seed_sealed.startswith(b"IWRS1")
-            slots = session.scalars(select(SlotRow)).all()
-            numbers = [s.randomization_number for s in slots]
-            assert len(set(numbers)) == len(numbers)
-            for slot in slots[:50]:
+            strata = session.scalars(select(StratumRow)).all()
+            for stratum in strata:
+                assert stratum.slots_sealed.startswith(b"IWRS1")
                 for arm in (b"PLACEBO", b"CYT107"):
-                    assert arm not in slot.payload_sealed
+                    assert arm not in stratum.slots_sealed
             events = [e.action for e in iter_chain(session, "iris-7a")]
             assert "list.generated" in events
         info = study.uow(TEST_ACTOR)
@@ -81,8 +80,10 @@ class TestGenerateList:
             active = info.lists.active("iris-7a", "live")
             assert active is not None
             strata = info.lists.strata(active)
+            numbers = [n for rows in info.lists.slots(active).values() for _, n in rows]
         assert len(strata) == 4 * 2 * 2
         assert all(s.length >= 24 for s in strata)
+        assert len(set(numbers)) == len(numbers)
 
     def test_same_seed_regenerates_the_stored_list(self, study: Container) -> None:
         uow = study.uow(TEST_ACTOR)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.adapters.db import migrate
 from app.adapters.db.engine import make_engine
-from app.adapters.db.models import AllocationRow, SlotRow, StratumRow
+from app.adapters.db.models import AllocationRow, StratumRow
 from app.adapters.studyfiles.codec import read_study_file
 from app.bootstrap import bootstrap
 from app.domain.access import Principal
@@ -91,10 +91,9 @@ def test_processes_racing_into_one_stratum(prepared: str, keys_dir: Path) -> Non
         stratum = conn.execute(select(StratumRow).where(StratumRow.key == key)).one()
         used = (
             conn.execute(
-                select(SlotRow.sequence)
-                .join(AllocationRow, AllocationRow.slot_id == SlotRow.id)
-                .where(SlotRow.stratum_id == stratum.id)
-                .order_by(SlotRow.sequence)
+                select(AllocationRow.sequence)
+                .where(AllocationRow.stratum_id == stratum.id)
+                .order_by(AllocationRow.sequence)
             )
             .scalars()
             .all()

@@ -238,7 +238,9 @@ class RandomizationListRow(Base):
 
 
 class StratumRow(Base):
-    """One stratum of a list; `next_sequence` is the cursor a randomization locks."""
+    """One stratum of a list. Its slots (arm, block, block size and randomization number
+    of each sequence number) are one sealed envelope; `next_sequence` is the cursor a
+    randomization locks."""
 
     __tablename__ = "stratum"
     __table_args__ = (UniqueConstraint("list_id", "key"),)
@@ -250,35 +252,25 @@ class StratumRow(Base):
     levels: Mapped[dict[str, Any]]
     next_sequence: Mapped[int] = mapped_column(Integer)
     length: Mapped[int] = mapped_column(Integer)
+    slots_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     low_warned_at: Mapped[datetime | None]
 
 
-class SlotRow(Base):
-    """A line of a list. Its arm, block and block size are one sealed payload."""
+class AllocationRow(Base):
+    """A subject's allocation: at most one per subject, one per slot (stratum and sequence
+    number) and one per randomization number."""
 
-    __tablename__ = "slot"
+    __tablename__ = "allocation"
     __table_args__ = (
         UniqueConstraint("stratum_id", "sequence"),
         UniqueConstraint("list_id", "randomization_number"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    list_id: Mapped[int] = mapped_column(ForeignKey("randomization_list.id"), index=True)
-    stratum_id: Mapped[int] = mapped_column(ForeignKey("stratum.id"))
-    sequence: Mapped[int] = mapped_column(Integer)
-    randomization_number: Mapped[int] = mapped_column(Integer)
-    payload_sealed: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class AllocationRow(Base):
-    """A subject's allocation: at most one per subject, at most one per slot."""
-
-    __tablename__ = "allocation"
-
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_pk: Mapped[int] = mapped_column(ForeignKey("subject.id"), unique=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("randomization_list.id"))
-    slot_id: Mapped[int | None] = mapped_column(ForeignKey("slot.id"), unique=True)
+    stratum_id: Mapped[int] = mapped_column(ForeignKey("stratum.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
     stratum_key: Mapped[str] = mapped_column(String(255))
     randomization_number: Mapped[int] = mapped_column(Integer)
     arm_sealed: Mapped[bytes] = mapped_column(LargeBinary)
@@ -428,3 +420,6 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+# The web pages' tables, imported here so that every user of the metadata sees them.

@@ -22,7 +22,6 @@ from app.adapters.db.models import (
     KitRow,
     RandomizationListRow,
     SiteRow,
-    SlotRow,
     StratumRow,
     StudyRow,
     SubjectRow,
@@ -151,11 +150,21 @@ class SqlSubjectRepository(_StudyScoped):
         return list(views.values())
 
 
-def _slot_record(list_id: int, key: str, sequence: int) -> str:
-    return f"{list_id}:{key}:{sequence}"
+def _stratum_record(list_id: int, key: str) -> str:
+    return f"{list_id}:{key}"
+
+
+def _encode_slots(slots: Sequence[tuple[Slot, int]]) -> bytes:
+    return json.dumps(
+        [[slot.arm, slot.block, slot.block_size, number] for slot, number in slots],
+        separators=(",", ":"),
+    ).encode()
 
 
 class SqlListRepository(_StudyScoped):
+    """Each stratum's slots are one sealed JSON list of [arm, block, block size, number],
+    in sequence order; a randomization opens its stratum's envelope and takes one line."""
+
     def _info(self, row: RandomizationListRow, study: str) -> ListInfo:
         return ListInfo(row.id, study, row.mode, row.version, row.method)
 
@@ -202,94 +211,43 @@ class SqlListRepository(_StudyScoped):
         )
         self._session.add(row)
         self._session.flush()
-        site_ids = dict(
-            self._session.execute(
-                select(SiteRow.code, SiteRow.id).where(SiteRow.study_id == study_id)
-            ).all()
+        site_ids = self._site_ids(study_id)
+        self._session.execute(
+            insert(StratumRow),
+            [
+                {
+                    "list_id": row.id,
+                    "key": plan.key,
+                    "site_id": site_ids.get(plan.site) if plan.site else None,
+                    "levels": dict(plan.levels),
+                    "next_sequence": 1,
+                    "length": len(plan.slots),
+                    "slots_sealed": cipher.seal(
+                        "stratum", _stratum_record(row.id, plan.key), _encode_slots(plan.slots)
+                    ).envelope,
+                    "low_warned_at": None,
+                }
+                for plan in strata
+            ],
         )
-        for plan in strata:
-            self._add_slots(row.id, study, None, plan, site_ids, cipher)
         return self._info(row, study)
 
-    def _add_slots(
-        self,
-        list_id: int,
-        study: str,
-        stratum: StratumRow | None,
-        plan: StratumPlan,
-        site_ids: Mapping[str, int],
-        cipher: StudyCipher,
-    ) -> None:
-        if stratum is None:
-            stratum = StratumRow(
-                list_id=list_id,
-                key=plan.key,
-                site_id=site_ids.get(plan.site) if plan.site else None,
-                levels=dict(plan.levels),
-                next_sequence=1,
-                length=0,
-                low_warned_at=None,
-            )
-            self._session.add(stratum)
-            self._session.flush()
-        values = [
-            {
-                "list_id": list_id,
-                "stratum_id": stratum.id,
-                "sequence": slot.sequence,
-                "randomization_number": number,
-                "payload_sealed": cipher.seal(
-                    "slot",
-                    _slot_record(list_id, plan.key, slot.sequence),
-                    json.dumps([slot.arm, slot.block, slot.block_size]).encode(),
-                ).envelope,
-            }
-            for slot, number in plan.slots
-        ]
-        if values:
-            self._session.execute(insert(SlotRow), values)
-        stratum.length += len(values)
-        if stratum.next_sequence <= stratum.length and stratum.low_warned_at is not None:
-            stratum.low_warned_at = None
-        self._session.flush()
-
-    def used_numbers(self, info: ListInfo) -> set[int]:
-        return set(
-            self._session.scalars(
-                select(SlotRow.randomization_number).where(SlotRow.list_id == info.id)
-            )
-        )
-
-    def extension_count(self, info: ListInfo, key: str) -> int:
-        from app.adapters.db.models import AuditEventRow
-
-        return int(
-            self._session.scalar(
-                select(func.count())
-                .select_from(AuditEventRow)
-                .where(
-                    AuditEventRow.chain == info.study,
-                    AuditEventRow.action == "stratum.extended",
-                    AuditEventRow.entity_id == key,
-                )
-            )
-            or 0
-        )
-
-    def append_slots(self, info: ListInfo, plan: StratumPlan) -> None:
-        stratum = self._session.scalars(
-            select(StratumRow)
-            .where(StratumRow.list_id == info.id, StratumRow.key == plan.key)
-            .with_for_update()
-        ).first()
-        site_ids = dict(
-            self._session.execute(
-                select(SiteRow.code, SiteRow.id).where(
-                    SiteRow.study_id == self._study_id(info.study)
-                )
+    def _site_ids(self, study_id: int) -> dict[str, int]:
+        return {
+            code: site_id
+            for code, site_id in self._session.execute(
+                select(SiteRow.code, SiteRow.id).where(SiteRow.study_id == study_id)
             ).all()
+        }
+
+    def _open(self, info: ListInfo, key: str, sealed: bytes) -> list[tuple[Slot, int]]:
+        raw = self._cipher(info.study).open(
+            "stratum", _stratum_record(info.id, key), Sealed(sealed)
         )
-        self._add_slots(info.id, info.study, stratum, plan, site_ids, self._cipher(info.study))
+        return [
+            (Slot(sequence=i, block=block, block_size=size, arm=arm), number)
+            for i, (arm, block, size, number) in enumerate(json.loads(raw), start=1)
+        ]
 
     def supersede(self, list_id: int) -> None:
         self._session.execute(
@@ -328,19 +286,12 @@ class SqlListRepository(_StudyScoped):
         ).all()
         return [self._state(r) for r in rows]
 
-    def _open_slot(self, cipher: StudyCipher, info: ListInfo, key: str, row: SlotRow) -> Slot:
-        raw = cipher.open(
-            "slot", _slot_record(info.id, key, row.sequence), Sealed(row.payload_sealed)
+    def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[Slot, int]:
+        sealed = self._session.scalar(
+            select(StratumRow.slots_sealed).where(StratumRow.id == stratum.id)
         )
-        arm, block, block_size = json.loads(raw)
-        return Slot(sequence=row.sequence, block=block, block_size=block_size, arm=arm)
-
-    def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[int, Slot, int]:
-        row = self._session.scalars(
-            select(SlotRow).where(SlotRow.stratum_id == stratum.id, SlotRow.sequence == sequence)
-        ).one()
-        slot = self._open_slot(self._cipher(info.study), info, stratum.key, row)
-        return row.id, slot, row.randomization_number
+        assert sealed is not None
+        return self._open(info, stratum.key, sealed)[sequence - 1]
 
     def advance(self, stratum: StratumState, next_sequence: int, low_warned: bool) -> None:
         values: dict[str, Any] = {"next_sequence": next_sequence}
@@ -354,8 +305,8 @@ class SqlListRepository(_StudyScoped):
         self,
         subject: Subject,
         info: ListInfo,
-        slot_id: int | None,
-        stratum_key: str,
+        stratum: StratumState,
+        sequence: int,
         number: int,
         arm: str,
         trace: Mapping[str, Any] | None,
@@ -366,8 +317,9 @@ class SqlListRepository(_StudyScoped):
             AllocationRow(
                 subject_pk=subject.pk,
                 list_id=info.id,
-                slot_id=slot_id,
-                stratum_key=stratum_key,
+                stratum_id=stratum.id,
+                sequence=sequence,
+                stratum_key=stratum.key,
                 randomization_number=number,
                 arm_sealed=cipher.seal("allocation", subject.subject_id, arm.encode()).envelope,
                 trace_sealed=None
@@ -401,19 +353,63 @@ class SqlListRepository(_StudyScoped):
         )
 
     def slots(self, info: ListInfo) -> dict[str, list[tuple[Slot, int]]]:
-        cipher = self._cipher(info.study)
-        out: dict[str, list[tuple[Slot, int]]] = {}
         rows = self._session.execute(
-            select(StratumRow.key, SlotRow)
-            .join(StratumRow, StratumRow.id == SlotRow.stratum_id)
-            .where(SlotRow.list_id == info.id)
-            .order_by(StratumRow.key, SlotRow.sequence)
-        )
-        for key, row in rows:
-            out.setdefault(key, []).append(
-                (self._open_slot(cipher, info, key, row), row.randomization_number)
+            select(StratumRow.key, StratumRow.slots_sealed)
+            .where(StratumRow.list_id == info.id)
+            .order_by(StratumRow.key)
+        ).all()
+        return {key: self._open(info, key, sealed) for key, sealed in rows}
+
+    def used_numbers(self, info: ListInfo) -> set[int]:
+        return {number for rows in self.slots(info).values() for _slot, number in rows}
+
+    def extension_count(self, info: ListInfo, key: str) -> int:
+        from app.adapters.db.models import AuditEventRow
+
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(AuditEventRow)
+                .where(
+                    AuditEventRow.chain == info.study,
+                    AuditEventRow.action == "stratum.extended",
+                    AuditEventRow.entity_id == key,
+                )
             )
-        return out
+            or 0
+        )
+
+    def append_slots(self, info: ListInfo, plan: StratumPlan) -> None:
+        row = self._session.scalars(
+            select(StratumRow)
+            .where(StratumRow.list_id == info.id, StratumRow.key == plan.key)
+            .with_for_update()
+        ).first()
+        cipher = self._cipher(info.study)
+        if row is None:
+            site_ids = self._site_ids(self._study_id(info.study))
+            row = StratumRow(
+                list_id=info.id,
+                key=plan.key,
+                site_id=site_ids.get(plan.site) if plan.site else None,
+                levels=dict(plan.levels),
+                next_sequence=1,
+                length=0,
+                slots_sealed=b"",
+                low_warned_at=None,
+            )
+            self._session.add(row)
+            existing: list[tuple[Slot, int]] = []
+        else:
+            existing = self._open(info, plan.key, row.slots_sealed)
+        combined = existing + list(plan.slots)
+        row.slots_sealed = cipher.seal(
+            "stratum", _stratum_record(info.id, plan.key), _encode_slots(combined)
+        ).envelope
+        row.length = len(combined)
+        if row.next_sequence <= row.length:
+            row.low_warned_at = None
+        self._session.flush()
 
     def allocations(self, study: str, mode: str) -> list[tuple[Subject, str, int]]:
         cipher = self._cipher(study)
