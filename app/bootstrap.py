@@ -4,12 +4,13 @@ from settings. Nothing here runs at import time."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.adapters.crypto.keyring import Keyring, load_keyring
+from app.adapters.clock import FileOffsetClock, SystemClock
+from app.adapters.crypto.keyring import Keyring, settings_keyring
 from app.adapters.crypto.secrets_hash import Argon2Hasher
 from app.adapters.db.engine import make_engine, make_session_factory
 from app.adapters.db.idempotency import IdempotencyGuard
@@ -27,6 +28,7 @@ class Container:
     session_factory: sessionmaker[Session]
     keys: KeyService
     hasher: Argon2Hasher
+    clock: SystemClock | FileOffsetClock = field(default_factory=SystemClock)
 
     def uow(
         self,
@@ -36,7 +38,9 @@ class Container:
     ) -> SqlUnitOfWork:
         if request_id is None:
             request_id = request_id_var.get()
-        return SqlUnitOfWork(self.session_factory, self.keys, actor, request_id, idempotency)
+        return SqlUnitOfWork(
+            self.session_factory, self.keys, actor, request_id, idempotency, self.clock
+        )
 
     @staticmethod
     def system_actor(component: str) -> Actor:
@@ -59,6 +63,9 @@ def bootstrap(
         settings=settings,
         engine=engine,
         session_factory=session_factory or make_session_factory(engine),
-        keys=KeyService(KeyringLoader(load_keys or (lambda: load_keyring(settings.keys_dir)))),
+        keys=KeyService(KeyringLoader(load_keys or (lambda: settings_keyring(settings)))),
         hasher=hasher or Argon2Hasher(),
+        clock=FileOffsetClock(settings.simulation_clock_file)
+        if settings.simulation_clock_file is not None
+        else SystemClock(),
     )

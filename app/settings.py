@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     # Multiplies the growing delay before answering a failed token request (0 in tests).
     auth_failure_delay_scale: float = Field(default=1.0, ge=0, le=10)
+    # Only `iwrs simulate` sets this: a clock it can move forward (see app.adapters.clock).
+    simulation_clock_file: Path | None = None
+    # Key material for containers, instead of files under keys_dir (checked when loaded, by
+    # app.adapters.crypto.keyring, so that no error message can echo it):
+    kek: SecretStr | None = None  # IWRS_KEK: base64 of the 32-byte key-encryption key
+    kek_id: str | None = Field(default=None, max_length=64)  # IWRS_KEK_ID: its kid
+    token_signing_key: SecretStr | None = None  # IWRS_TOKEN_SIGNING_KEY: Ed25519 PEM
 
     @field_validator("database_url")
     @classmethod

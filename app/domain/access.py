@@ -30,11 +30,13 @@ class Action(StrEnum):
     EXCURSION_REPORT = "excursion:report"
     SUPPLY_MANAGE = "supply:manage"
     UNBLIND = "subject:unblind"
+    ARM_READ = "subject:arm_read"  # investigators, own site, once the study is locked
     LIST_READ = "randomization_list:read"
     LIST_GENERATE = "randomization_list:generate"
     POOLED_EXPORT = "pooled:export"
     STUDY_LOCK = "study:lock"
     AUDIT_READ = "audit:read"
+    SIMULATION_CLOCK = "simulation:clock"  # only on a service started by `iwrs simulate`
 
 
 PERMISSIONS: Mapping[Role, frozenset[Action]] = {
@@ -56,6 +58,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.DISPENSE,
             Action.KIT_READ,
             Action.UNBLIND,  # where the study's unblinding policy names investigators
+            Action.ARM_READ,
         }
     ),
     Role.PHARMACIST: frozenset(
@@ -90,7 +93,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.SUPPLY_MANAGE,
         }
     ),
-    Role.ADMIN: frozenset({Action.STUDY_READ, Action.AUDIT_READ}),
+    Role.ADMIN: frozenset({Action.STUDY_READ, Action.AUDIT_READ, Action.SIMULATION_CLOCK}),
     Role.AUDITOR: frozenset({Action.STUDY_READ, Action.AUDIT_READ}),
 }
 
@@ -127,10 +130,11 @@ class Principal:
     studies: frozenset[str] | None  # None: every study (administrators)
     sites: Mapping[str, frozenset[str]] = field(default_factory=dict)  # site roles only
     issued_at: datetime | None = None
+    actor_id: str | None = None  # a web user's "user:<email>"; API clients: "client:<id>"
 
     @property
     def actor(self) -> Actor:
-        return Actor(actor_id=f"client:{self.subject}", role=self.role.value)
+        return Actor(actor_id=self.actor_id or f"client:{self.subject}", role=self.role.value)
 
     def may(self, action: Action) -> bool:
         return action in PERMISSIONS[self.role]

@@ -17,7 +17,13 @@ Every problem is reported, each with its line, so the statistician fixes the fil
 - in sequence order, a block's slots are not consecutive (the first line breaking the run);
 - a block is unbalanced: its arm counts are not k times the ratio for one whole k (the
   block's first line in sequence order);
-- a block's size (its number of slots) is not an allowed block size, when sizes are given.
+- a block's size (its number of slots) is not an allowed block size, when sizes are given;
+- the file holds no slot at all (line 1).
+Consequences of a problem already reported are not reported again: a row of unknown stratum
+takes no part in the stratum checks; a block with an unknown arm is not also called
+unbalanced; and in a stratum with a row whose sequence or block cannot be read (or whose
+cell count is wrong), gaps, balance and block sizes are not judged, as that row is missing
+from them.
 
 A block is identified by its stratum and block number; block numbers are kept as given, so
 they may run per stratum or across the file. When there is no problem, `lists` holds each
@@ -78,10 +84,13 @@ def _whole(cell: str, name: str, *, positive: bool) -> tuple[int | None, str | N
 
 
 def _ratio_text(ratio: Mapping[str, int]) -> str:
-    return ":".join(f"{arm}={ratio[arm]}" for arm in sorted(ratio))
+    arms = sorted(ratio)
+    return f"{':'.join(arms)} = {':'.join(str(ratio[arm]) for arm in arms)}"
 
 
-def _sequence_problems(stratum: str, rows: list[_Row], report: list[UploadProblem]) -> list[_Row]:
+def _sequence_problems(
+    stratum: str, rows: list[_Row], report: list[UploadProblem], *, gaps: bool
+) -> list[_Row]:
     """Report repeated and missing sequences; the rows in sequence order, repeats dropped."""
     unique: list[_Row] = []
     seen_at: dict[int, int] = {}
@@ -97,7 +106,7 @@ def _sequence_problems(stratum: str, rows: list[_Row], report: list[UploadProble
             )
             continue
         seen_at[row.sequence] = row.line
-        if row.sequence != expected:
+        if gaps and row.sequence != expected:
             gap = (
                 str(expected)
                 if row.sequence == expected + 1
@@ -122,8 +131,10 @@ def _block_problems(
     ratio: Mapping[str, int],
     block_sizes: Collection[int] | None,
     report: list[UploadProblem],
+    *,
+    composition: bool,
 ) -> dict[int, int]:
-    """Report blocks out of run, unbalanced or of a refused size; block -> its size."""
+    """Report blocks out of run and, with `composition`, unbalanced or of a refused size."""
     members: dict[int, list[_Row]] = {}
     finished: set[int] = set()
     previous: int | None = None
@@ -148,6 +159,8 @@ def _block_problems(
     sizes: dict[int, int] = {}
     for block, block_rows in members.items():
         size = sizes[block] = len(block_rows)
+        if not composition:
+            continue
         first = block_rows[0].line
         counts = Counter(row.arm for row in block_rows)
         balanced = not size % ratio_sum and all(
@@ -191,6 +204,7 @@ def parse_uploaded_list(
 
     rows: list[_Row] = []
     number_at: dict[int, int] = {}
+    damaged: set[str] = set()  # strata with a row whose sequence or block is unreadable
     reader = csv.reader(lines[1:])
     for cells in reader:
         line = reader.line_num + 1  # the header is line 1
@@ -198,6 +212,7 @@ def parse_uploaded_list(
             continue
         if len(cells) != len(HEADER):
             report.append(UploadProblem(line, f"expected {len(HEADER)} cells, found {len(cells)}"))
+            damaged.add(cells[0].strip())
             continue
         stratum, sequence_text, number_text, arm, block_text = (c.strip() for c in cells)
         messages: list[str] = []
@@ -223,6 +238,8 @@ def parse_uploaded_list(
             else:
                 number_at[number] = line
         report.extend(UploadProblem(line, message) for message in messages)
+        if sequence is None or block is None:
+            damaged.add(stratum)
         if sequence is not None and stratum in known_strata:
             rows.append(_Row(line, stratum, sequence, number, arm, block))
     if not rows and not report:
@@ -233,8 +250,13 @@ def parse_uploaded_list(
         by_stratum.setdefault(row.stratum, []).append(row)
     lists: dict[str, list[tuple[Slot, int]]] = {}
     for stratum, stratum_rows in sorted(by_stratum.items()):
-        ordered = _sequence_problems(stratum, stratum_rows, report)
-        sizes = _block_problems(stratum, ordered, known_arms, ratio, block_sizes, report)
+        # A stratum missing an unreadable row would also show the gaps and broken blocks
+        # that row leaves; those follow from the problem already reported, so are not.
+        whole = stratum not in damaged
+        ordered = _sequence_problems(stratum, stratum_rows, report, gaps=whole)
+        sizes = _block_problems(
+            stratum, ordered, known_arms, ratio, block_sizes, report, composition=whole
+        )
         lists[stratum] = [
             (Slot(row.sequence, row.block, sizes[row.block], row.arm), row.number)
             for row in ordered

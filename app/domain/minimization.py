@@ -1,9 +1,11 @@
 """Pocock-Simon minimization with a biased coin, for unequal allocation ratios too.
 
 Inputs: the allocation ratio r (arm -> positive integer weight), the minimization factors
-(code, weight w > 0), the new subject's level of each factor, and, for every level of every
-factor, the number of earlier subjects of each arm at that level. "site" may be one of the
-factors.
+(code, weight w > 0), the new subject's level of each factor, and the number of earlier
+subjects of each arm at each level of each factor. "site" may be one of the factors. The
+known levels are `levels` when given (a level without counts then has zero of every arm),
+otherwise the levels present in the counts (which must then list unseen levels with zeros);
+a subject's level outside them is an error, never a new level with zero counts.
 
 1. Factors are taken once per code, in their first order: the same code given twice (say
    "site" passed as the stratum and again as a factor) counts once. Systems that count it
@@ -27,7 +29,7 @@ counts and ratio), so floating-point rounding can never break or invent a tie.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import accumulate
@@ -74,8 +76,10 @@ def minimize(
     measure: Measure,
     probability: float,
     stream: SeededStream,
+    *,
+    levels: Mapping[str, Collection[str]] | None = None,
 ) -> MinimizationDecision:
-    """The arm for the next subject; `counts` holds every level of every factor (zeros too)."""
+    """The arm for the next subject (`levels`: factor -> its level codes, see above)."""
     arms = sorted(ratio)
     if len(arms) < 2 or any(
         not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in ratio.values()
@@ -92,9 +96,10 @@ def minimize(
         level = subject_levels.get(code)
         if level is None:
             raise ValueError(f"the subject has no level for factor {code!r}")
-        at_level = counts.get((code, level))
-        if at_level is None:
+        known = (code, level) in counts if levels is None else level in levels.get(code, ())
+        if not known:
             raise ValueError(f"unknown level {level!r} for factor {code!r}")
+        at_level = counts.get((code, level), {})
         for arm, count in at_level.items():
             if arm not in ratio:
                 raise ValueError(f"counts of {code}={level} name an arm not in the ratio")

@@ -22,7 +22,9 @@ Permuted blocks (`generate_stratum_list(seed, label, ratio, block_sizes, min_len
          arm; it is shuffled with `shuffle`;
       3. its slots get the next sequence numbers (1-based in the stratum), the block number
          (1-based in the stratum) and the block size.
-    A list is therefore whole blocks, and its length is at least `min_length`.
+    A list is therefore whole blocks, and its length is at least `min_length`. The ratio
+    needs two arms or more with positive integer weights, and the block sizes must be
+    distinct multiples of sum(ratio); anything else is refused (ValueError).
     `generate_lists` labels each stratum "{study_slug}|{mode}|{stratum}" (mode "live" or
     "uat"), so every stratum's list is reproducible on its own and test lists differ from
     live ones. A stratum is named by `stratum_key`: "SITE|factor=level|..." in the study's
@@ -34,7 +36,8 @@ Randomization numbers (`randomization_numbers(seed, label, count, low, high)`)
     are returned in draw order. The caller gives them to the slots in a fixed order (strata by
     sorted key, then sequence), so a number says nothing about an arm or a block.
     `number_range(total)` is 6 digits (100000-999999) when 10 * total <= 900000, else the
-    fewest digits d whose 9 * 10**(d-1) numbers are at least 10 * total.
+    fewest digits d whose 9 * 10**(d-1) numbers are at least 10 * total. A range may hold at
+    most 2**32 numbers, the reach of one word.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ import hashlib
 import itertools
 import math
 import struct
-from collections.abc import Mapping, MutableSequence, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
+from dataclasses import dataclass, fields
 from itertools import islice, repeat
-from operator import add, getitem, mod, mul
+from operator import add, itemgetter, mod, mul
 from typing import Final, Literal, TypeVar, get_args
 
 T = TypeVar("T")
@@ -110,7 +114,7 @@ class SeededStream:
         blocks = max(-(-missing // _WORDS_PER_BLOCK), self._batch)
         self._batch = min(self._batch * 2, _MAX_BATCH_BLOCKS)
         fresh = struct.unpack(f">{blocks * _WORDS_PER_BLOCK}I", self._blocks(blocks))
-        self._buf = self._buf[self._pos :] + fresh
+        self._buf = self._buf[self._pos :] + fresh if unread else fresh
         self._pos = 0
 
     def next_word(self) -> int:
@@ -179,14 +183,16 @@ def stratum_key(site: str | None, levels: Mapping[str, str], factor_order: Seque
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
-    """How to shuffle a block of one size: its moduli (k, k-1, ..., 2) and, for small k,
-    every outcome of the shuffle indexed by the mixed-radix number of the draws."""
+    """A block size's shuffle: its moduli (k, k-1, ..., 2) and, when k! is small, every
+    outcome of the shuffle, indexed by the mixed-radix number of the draws."""
 
     size: int
+    row_offsets: tuple[int, ...]  # of a _Row's slots: sequence - sequence before the block
+    row_arms: tuple[str, ...]  # of a _Row's slots
     template: tuple[int, ...]  # arm indexes in arm-code order, before the shuffle
     moduli: tuple[int, ...]
     weights: tuple[int, ...]  # (k-1)!, (k-2)!, ..., 1
-    outcomes: tuple[tuple[int, ...], ...] | None
+    outcomes: tuple[Callable[[_Row], tuple[Slot, ...]], ...] | None  # picks from a _Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +202,22 @@ class _BlockPlan:
     shapes: Mapping[int, _Shape]
 
 
-_MAX_OUTCOME_TABLE: Final = 5040  # 7!: tables above this cost more to build than they save
+# Every slot a block can hold, position-major: _Row[position * number of arms + arm index].
+_Row = tuple[Slot, ...]
+_MAX_OUTCOME_TABLE: Final = 5040  # 7!; larger blocks are shuffled in place instead
 
 
-def _fisher_yates(template: Sequence[int], draws: Sequence[int]) -> tuple[int, ...]:
+def _fisher_yates(template: Sequence[int], draws: Iterable[int]) -> list[int]:
     items = list(template)
     for i, j in zip(range(len(items) - 1, 0, -1), draws, strict=True):
         items[i], items[j] = items[j], items[i]
-    return tuple(items)
+    return items
+
+
+def _picker(arm_indexes: Sequence[int], n_arms: int) -> Callable[[_Row], tuple[Slot, ...]]:
+    """Takes from a block's _Row the slots of this arm order, as a tuple (blocks hold at
+    least two slots, so itemgetter returns a tuple)."""
+    return itemgetter(*(position * n_arms + arm for position, arm in enumerate(arm_indexes)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -218,8 +232,9 @@ def _plan(ratio: tuple[tuple[str, int], ...], sizes: tuple[int, ...]) -> _BlockP
         outcomes = None
         if math.factorial(size) <= _MAX_OUTCOME_TABLE:
             draws = itertools.product(*(range(m) for m in moduli))
-            outcomes = tuple(_fisher_yates(template, d) for d in draws)
-        shapes[size] = _Shape(size, template, moduli, weights, outcomes)
+            outcomes = tuple(_picker(_fisher_yates(template, d), len(arms)) for d in draws)
+        row_offsets = tuple(1 + i // len(arms) for i in range(size * len(arms)))
+        shapes[size] = _Shape(size, row_offsets, arms * size, template, moduli, weights, outcomes)
     return _BlockPlan(arms, sizes, shapes)
 
 
@@ -241,14 +256,31 @@ def _block_plan(ratio: Mapping[str, int], block_sizes: Sequence[int]) -> _BlockP
     return _plan(tuple(sorted(ratio.items())), sizes)
 
 
-_Row = tuple[tuple[Slot, ...], ...]  # [position in block][arm index] -> the slot
+# Fills a new Slot's fields through their slot descriptors, in field order. Building slots
+# with Slot(...) costs twice as much: a frozen dataclass's __init__ goes through
+# object.__setattr__ for every field. Slot has no __post_init__, so the result is the same.
+_SLOT_SETTERS: Final = tuple(vars(Slot)[f.name].__set__ for f in fields(Slot))
+
+
+def _row(shape: _Shape, before: int, block: int) -> _Row:
+    """Every slot a block of this shape after sequence `before` can hold (see _Row)."""
+    row = list(map(object.__new__, repeat(Slot, len(shape.row_arms))))
+    values = (
+        map(add, shape.row_offsets, repeat(before)),
+        repeat(block),
+        repeat(shape.size),
+        shape.row_arms,
+    )
+    for setter, column in zip(_SLOT_SETTERS, values, strict=True):
+        deque(map(setter, row, column), maxlen=0)
+    return tuple(row)
 
 
 def _permuted_blocks(
     stream: SeededStream,
     plan: _BlockPlan,
     min_length: int,
-    shared: dict[tuple[int, int, int], _Row],
+    shared: dict[int, _Row],
 ) -> list[Slot]:
     """The list of the module docstring, drawn from `stream`.
 
@@ -256,57 +288,52 @@ def _permuted_blocks(
     none is rejected, and no word below 2**32 - max(largest size, number of sizes) can be
     rejected. So when every word the list can need is below that, blocks are read straight
     from the buffer and each shuffle is looked up by the mixed-radix number of its draws;
-    otherwise (about once in a million strata) the list is drawn through randbelow and
-    shuffle. Both give the same list. Slots are immutable values and building a frozen
-    dataclass dominates a large list, so equal slots are built once and shared (`shared`).
+    otherwise (for a list of a thousand slots, about once in a million) the list is drawn
+    through randbelow and shuffle. Both give the same list. Slots are immutable values and
+    building a frozen dataclass dominates a large list, so equal slots are built once and
+    shared: `shared` maps (sequence before the block, block, size), packed in one integer,
+    to the block's _Row; it may be shared by lists of the same plan and min_length.
     """
     arms, sizes = plan.arms, plan.sizes
-    n_sizes = len(sizes)
+    n_arms, n_sizes = len(arms), len(sizes)
     max_size = sizes[-1]
     need = min_length + max_size  # a list of whole blocks never reads more words than this
     stream._ensure(need)
     buf, pos = stream._buf, stream._pos
-    rows: list[_Row] = []
-    perms: list[Sequence[int]] = []
+    slots: list[Slot] = []
+    extend = slots.extend
     sequence = block = 0
     if max(buf[pos : pos + need]) < _TWO_32 - max(max_size, n_sizes):
         shapes = [plan.shapes[size] for size in sizes]
+        # A block number never exceeds min_length, nor a size max_size: the key is one-to-one.
+        block_span, size_span = min_length + 1, max_size + 1
         while sequence < min_length:
             block += 1
             shape = shapes[buf[pos] % n_sizes]
             size = shape.size
             draws = map(mod, buf[pos + 1 : pos + size], shape.moduli)
             pos += size
-            if shape.outcomes is not None:
-                perms.append(shape.outcomes[sum(map(mul, draws, shape.weights))])
-            else:
-                perms.append(_fisher_yates(shape.template, list(draws)))
-            key = (sequence, block, size)
+            key = (sequence * block_span + block) * size_span + size
             row = shared.get(key)
             if row is None:
-                row = shared[key] = _row(arms, sequence, block, size)
-            rows.append(row)
+                row = shared[key] = _row(shape, sequence, block)
+            if shape.outcomes is not None:
+                extend(shape.outcomes[sum(map(mul, draws, shape.weights))](row))
+            else:
+                order = _fisher_yates(shape.template, draws)
+                extend(row[t * n_arms + arm] for t, arm in enumerate(order))
             sequence += size
         stream._pos = pos
     else:
         while sequence < min_length:
             block += 1
             size = sizes[stream.randbelow(n_sizes)]
-            shuffled = list(plan.shapes[size].template)
-            stream.shuffle(shuffled)
-            perms.append(shuffled)
-            rows.append(_row(arms, sequence, block, size))
+            order = list(plan.shapes[size].template)
+            stream.shuffle(order)
+            row = _row(plan.shapes[size], sequence, block)
+            extend(row[t * n_arms + arm] for t, arm in enumerate(order))
             sequence += size
-    return list(
-        map(getitem, itertools.chain.from_iterable(rows), itertools.chain.from_iterable(perms))
-    )
-
-
-def _row(arms: Sequence[str], before: int, block: int, size: int) -> _Row:
-    """Every slot a block can hold: [position][arm index], sequences after `before`."""
-    return tuple(
-        tuple(Slot(before + t, block, size, arm) for arm in arms) for t in range(1, size + 1)
-    )
+    return slots
 
 
 def generate_stratum_list(
@@ -344,7 +371,7 @@ def generate_lists(
     plan = _block_plan(ratio, block_sizes)
     if min_length < 0:
         raise ValueError("min_length cannot be negative")
-    shared: dict[tuple[int, int, int], _Row] = {}
+    shared: dict[int, _Row] = {}
     return {
         stratum: _permuted_blocks(
             SeededStream(seed, f"{study_slug}|{mode}|{stratum}"), plan, min_length, shared

@@ -53,6 +53,8 @@ def take_minimized(uow: UnitOfWork, study: Study, info: ListInfo, subject: Subje
         settings.imbalance.value,
         settings.probability,
         stream,
+        levels={f.code: f.level_codes() for f in study.factors}
+        | {"site": tuple(s.code for s in study.sites)},
     )
     uow.lists.advance(
         cursor, sequence + 1, cursor.length - sequence <= study.randomization.low_warning

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from app.domain.audit import Actor, AuditEvent, AuditRecord
 from app.domain.clients import Client, ThrottleState
+from app.domain.dispensing import KitCandidate
+from app.domain.kits import KitStatus, Lot
 from app.domain.randomization import Slot
 from app.domain.study import Study
 from app.domain.subjects import Subject
@@ -80,6 +83,9 @@ class AuditReader(Protocol):
     def page(self, query: AuditQuery) -> list[AuditRecord]: ...
 
     def head(self, chain: str) -> tuple[int, str] | None: ...
+
+    def records(self, chain: str) -> Iterator[AuditRecord]:
+        """Every event of the chain, in sequence order (read in batches)."""
 
 
 class SecretHasher(Protocol):
@@ -204,16 +210,229 @@ class ListRepository(Protocol):
         """Every allocated subject of the study and mode with its arm and number."""
 
 
+@dataclass(frozen=True, slots=True)
+class NewKit:
+    """A kit about to be stored at a depot; its type is sealed on the way in."""
+
+    kit_number: str
+    kit_type: str
+    lot: Lot
+    depot: str
+
+
+@dataclass(frozen=True, slots=True)
+class KitRecord:
+    """A kit as the supply use cases see it: where it is and what happened to it, no type."""
+
+    id: int
+    kit_number: str
+    status: KitStatus
+    lot: str
+    expiry_date: date
+    depot: str | None
+    site: str | None
+    subject_id: str | None
+    visit: str | None
+    quarantined_from: KitStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentRecord:
+    id: int
+    code: str
+    kind: str  # initial | resupply
+    status: str  # in_transit | received
+    depot: str
+    site: str
+    created_at: datetime
+    received_at: datetime | None
+    received_by: str | None
+    kit_numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExcursionRecord:
+    id: int
+    code: str
+    site: str | None
+    shipment: str | None
+    description: str
+    reported_at: datetime
+    reported_by: str
+    resolution: str | None  # released | rejected
+    resolved_at: datetime | None
+    resolved_by: str | None
+    kit_ids: tuple[int, ...]
+    kit_numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DispensationRecord:
+    id: int
+    visit: str
+    quantity: int
+    dispensed_at: datetime
+    dispensed_by: str
+    kits: tuple[KitRecord, ...]  # every kit handed out at the visit, replacements included
+
+
 class SupplyRepository(Protocol):
-    """Filled by the supply use cases (app.services.supply)."""
+    """Kits, lots, shipments, dispensations and excursions of a study (by slug).
+
+    A kit's type is sealed in the database: only `add_kits` (sealing) and `stock`/`types_of`
+    (opening) ever handle it. Every method that changes kits of a site runs after
+    `lock_site` for that site, so a site's dispensing, receipts, excursions and resupply
+    are serialized (and take their locks in one order: site, then kits by ascending id).
+    """
+
+    def kit_count(self, study: str) -> int: ...
+
+    def add_kits(self, study: str, kits: Sequence[NewKit], at: datetime) -> None: ...
+
+    def lock_site(self, study: str, site: str) -> None:
+        """Hold the site's row until the transaction ends."""
+
+    def stock(
+        self, study: str, status: KitStatus, *, site: str | None = None, depot: str | None = None
+    ) -> list[KitCandidate]:
+        """The kits of that status at a site (or at a depot), their types opened."""
+
+    def types_of(self, study: str, kit_ids: Sequence[int]) -> dict[int, str]: ...
+
+    def move_kits(
+        self,
+        study: str,
+        kit_ids: Sequence[int],
+        expected: KitStatus,
+        new: KitStatus,
+        *,
+        site: str | None = None,
+        subject_pk: int | None = None,
+        dispensation_id: int | None = None,
+    ) -> bool:
+        """Move every kit from `expected` to `new`, or none: False when any kit was no longer
+        `expected` (taken meanwhile). Entering quarantine remembers `expected` as
+        `quarantined_from`; leaving it forgets it."""
+
+    def kits(
+        self,
+        study: str,
+        *,
+        ids: Sequence[int] | None = None,
+        numbers: Sequence[str] | None = None,
+        shipment_id: int | None = None,
+        sites: frozenset[str] | None = None,
+    ) -> list[KitRecord]:
+        """Kits by id, by number or by shipment, ordered by number; `sites` (None: all)
+        hides the others, including every kit not at or bound for a site."""
+
+    def status_counts(self, study: str, site: str) -> dict[str, int]: ...
+
+    def add_shipment(
+        self,
+        study: str,
+        code: str,
+        kind: str,
+        depot: str,
+        site: str,
+        kit_ids: Sequence[int],
+        at: datetime,
+    ) -> ShipmentRecord: ...
+
+    def shipment_count(self, study: str, site: str) -> int: ...
+
+    def shipment(
+        self,
+        study: str,
+        code: str,
+        *,
+        sites: frozenset[str] | None = None,
+        for_update: bool = False,
+    ) -> ShipmentRecord | None: ...
+
+    def shipments(
+        self, study: str, *, sites: frozenset[str] | None = None, site: str | None = None
+    ) -> list[ShipmentRecord]: ...
+
+    def mark_received(self, shipment_id: int, at: datetime, by: str) -> None: ...
+
+    def add_dispensation(
+        self,
+        subject: Subject,
+        visit: str,
+        weight_kg: Decimal,
+        quantity: int,
+        at: datetime,
+        by: str,
+    ) -> int: ...
+
+    def dispensations(self, subject: Subject) -> list[DispensationRecord]: ...
+
+    def add_excursion(
+        self,
+        study: str,
+        code: str,
+        site: str,
+        shipment_id: int | None,
+        description: str,
+        kit_ids: Sequence[int],
+        at: datetime,
+        by: str,
+    ) -> ExcursionRecord: ...
+
+    def excursion(
+        self, study: str, code: str, *, for_update: bool = False
+    ) -> ExcursionRecord | None: ...
+
+    def resolve_excursion(
+        self, excursion_id: int, resolution: str, at: datetime, by: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RewrappedKey:
+    """A study data key now wrapped by another key-encryption key."""
+
+    study: str
+    dek_version: int
+    old_kek_id: str
 
 
 class BlindingRepository(Protocol):
-    """Filled by the blinding use cases (app.services.blinding)."""
+    """Unblindings, notifications, the study lock and key re-wrapping
+    (app.services.blinding). Nothing here stores an arm."""
+
+    def locked(self, study: str, *, hold: bool = False) -> tuple[datetime, str] | None:
+        """(locked_at, locked_by) of a locked study, None while it is not locked. `hold`
+        share-locks the study row until commit, so a concurrent `lock` waits for it."""
+
+    def lock(self, study: str, at: datetime, by: str) -> bool:
+        """Lock the study unless it is locked already; True when this call locked it."""
+
+    def add_unblinding(
+        self, subject: Subject, by: str, role: str, reason: str, at: datetime
+    ) -> int: ...
+
+    def notify(self, study: str, kind: str, payload: Mapping[str, Any], at: datetime) -> None:
+        """Queue a notification (outbox), delivered after commit by a relay."""
+
+    def rewrap_deks(self, new_kek_id: str) -> list[RewrappedKey]:
+        """Re-wrap every study data key under the KEK `new_kek_id` (in this transaction)."""
+
+    def reseal_user_secrets(self, new_kek_id: str) -> int:
+        """Seal again under the KEK `new_kek_id` every secret sealed under a KEK itself (the
+        web users' second factors); returns how many."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, in UTC."""
 
 
 class UnitOfWork(Protocol):
     """One database transaction; audit events recorded in it are written before commit."""
+
+    clock: Clock
 
     actor: Actor
 

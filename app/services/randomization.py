@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from decimal import Decimal
 from itertools import product
 from typing import Any
@@ -42,6 +42,7 @@ from app.domain.subjects import (
     check_strata,
 )
 from app.services import supply
+from app.services.blinding import ensure_not_locked
 from app.services.ports import ListInfo, StoredStudy, StratumPlan, StratumState, UnitOfWork
 
 log = logging.getLogger("iwrs.randomization")
@@ -208,6 +209,7 @@ def register_subject(
     """Register a subject at a site of the caller's, with every stratification level."""
     with uow:
         study = _study(uow, principal, slug).study
+        ensure_not_locked(uow, slug)
         site_def = study.site(site)
         if site_def is None:
             raise InvalidSite(f"{site!r} is not a site of study {slug!r}")
@@ -290,11 +292,11 @@ def randomize(
     slug: str,
     subject_id: str,
     weight_kg: Decimal | None,
-    today: date | None = None,
 ) -> Randomization:
     """Allocate the subject the next slot of its stratum, exactly once (see module doc)."""
     with uow:
         study = _study(uow, principal, slug).study
+        ensure_not_locked(uow, slug)
         subject = uow.subjects.get(
             slug, subject_id, sites=principal.sites_in(slug), for_update=True
         )
@@ -323,7 +325,7 @@ def randomize(
             taken = take_minimized(uow, study, info, subject)
         else:
             taken = _take_slot(uow, study, info, subject)
-        now = datetime.now(UTC)
+        now = uow.clock.now()
         arm, number, key = taken.arm, taken.number, taken.stratum.key
         uow.lists.add_allocation(
             subject, info, taken.stratum, taken.sequence, number, arm, taken.trace, now
@@ -350,7 +352,7 @@ def randomize(
         if weight_kg is not None:
             first_visit = study.visits[0].code
             dispensation = supply.dispense(
-                uow, study, subject, arm, first_visit, weight_kg, today or now.date()
+                uow, study, subject, arm, first_visit, weight_kg, now.date()
             )
         result = Randomization(
             subject_id, number, now, subject.site, key, dict(subject.strata), dispensation

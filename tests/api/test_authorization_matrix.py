@@ -17,6 +17,7 @@ from app.bootstrap import Container
 from app.domain.access import PERMISSIONS, Action
 from app.domain.roles import Role
 from tests.api.conftest import Login
+from tests.api.test_supply import MATRIX_ROWS as SUPPLY_ROWS
 
 OWN, FOREIGN = "iris-7a", "iris-7b"
 PUBLIC = {
@@ -106,7 +107,35 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, Expect] | Case] = {
         study_scoped(Action.LIST_GENERATE, 201),
         lambda own: {"slots": 3, "reason": "matrix"},
     ),
+    # Blinding. Unblinding without a reason: an allowed role passes the role and freshness
+    # checks and is told the reason is missing (422).
+    ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/unblinding"): Case(
+        "/api/v1/studies/{study}/subjects/{subject}/unblinding",
+        study_scoped(Action.UNBLIND, 422),
+        lambda own: None,
+    ),
+    ("GET", "/api/v1/studies/{study}/randomization-list"): (
+        "/api/v1/studies/{study}/randomization-list",
+        study_scoped(Action.LIST_READ),
+    ),
+    ("GET", "/api/v1/pooled/allocations"): (
+        "/api/v1/pooled/allocations?studies={study}",
+        study_scoped(Action.POOLED_EXPORT),
+    ),
+    # Investigators only (their own site), and only once the study is locked (409 before).
+    ("GET", "/api/v1/studies/{study}/subjects/{subject_id}/arm"): (
+        "/api/v1/studies/{study}/subjects/{subject}/arm",
+        lambda role, own: 403 if role is not Role.INVESTIGATOR else (409 if own else 404),
+    ),
+    # Last: it locks the study for the rest of the role's run.
+    ("POST", "/api/v1/studies/{study}/lock"): Case(
+        "/api/v1/studies/{study}/lock",
+        study_scoped(Action.STUDY_LOCK),
+        lambda own: {"reason": "matrix"},
+    ),
 }
+
+ENDPOINTS.update(SUPPLY_ROWS)
 
 
 @pytest.fixture

@@ -241,3 +241,36 @@ class TestRandomize:
             rnd.randomize(study.uow(TEST_ACTOR), EDC, "iris-7a", "S-1", Decimal("12"))
         with study.session_factory() as session:
             assert session.scalars(select(AllocationRow)).all() == []
+
+
+class TestMinimization:
+    def test_minimized_allocation_with_its_trace(
+        self, container: Container, supply_ok: None, tmp_path: Path
+    ) -> None:
+        text = (STUDIES_DIR / "iris-7a.toml").read_text(encoding="utf-8")
+        text = text.replace(
+            'method = "permuted_block"\nblock_sizes = [3, 6]',
+            'method = "minimization"\nblock_sizes = []',
+        )
+        text += (
+            '\n[randomization.minimization]\nprobability = 0.8\nimbalance = "range"\n'
+            'factors = [{ factor = "site", weight = 1.0 }, { factor = "shock", weight = 2.0 },'
+            ' { factor = "age", weight = 1.0 }]\n'
+        )
+        _load(container, text, tmp_path)
+        rnd.generate_list(container.uow(TEST_ACTOR), "test", "iris-7a")
+        arms = []
+        for i in range(12):
+            _register(container, f"M-{i}", site=("FR01", "FR02")[i % 2])
+            result = _randomize(container, f"M-{i}")
+            assert result.stratum == "*"
+        uow = container.uow(TEST_ACTOR)
+        with uow:
+            allocated = uow.lists.allocations("iris-7a", "live")
+        arms = [arm for _, arm, _ in allocated]
+        counts = {arm: arms.count(arm) for arm in set(arms)}
+        assert len(arms) == 12
+        assert max(counts.values()) - min(counts.values()) <= 2, counts
+        with container.session_factory() as session:
+            traces = session.scalars(select(AllocationRow.trace_sealed)).all()
+        assert all(t is not None and t.startswith(b"IWRS1") for t in traces)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app import __version__
+from app.adapters import web
 from app.adapters.api.auth import Forbidden, Unauthorized
 from app.adapters.api.idempotency import install_replay_handler
 from app.adapters.api.introspect import api_routes
@@ -110,6 +111,11 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         audit.router,
     ):
         app.include_router(router)
+    if container.settings.simulation_clock_file is not None:
+        from app.adapters.api.routers import simulation
+
+        app.include_router(simulation.router)
+    web.install(app)
     _document_roles(app)
     app.add_middleware(RequestIdMiddleware)
     return app

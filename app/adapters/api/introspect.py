@@ -28,8 +28,8 @@ def api_routes(app: FastAPI) -> Iterator[RouteInfo]:
     entries = list(iterate(app.routes)) if iterate is not None else list(app.routes)
     for entry in entries:
         original = getattr(entry, "original_route", entry)
-        if not isinstance(original, APIRoute):
-            continue
+        if not isinstance(original, APIRoute) or not original.include_in_schema:
+            continue  # the web pages (/ui) are not API routes
         path = str(getattr(entry, "path", original.path))
         action = route_action(original.dependant)
         methods: set[str] = getattr(entry, "methods", None) or original.methods or set()

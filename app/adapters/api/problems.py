@@ -18,8 +18,8 @@ from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
 from app.adapters.db.idempotency import IdempotencyKeyReused
 from app.adapters.logs import request_id_var
-from app.domain import clients, dispensing, errors, subjects
-from app.services import lists, randomization
+from app.domain import clients, dispensing, errors, kits, subjects
+from app.services import blinding, lists, randomization, supply
 
 log = logging.getLogger("iwrs.api")
 
@@ -36,8 +36,14 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     lists.ListUploadRejected: 422,
     lists.UnknownStratum: 422,
     randomization.SiteForbidden: 403,
+    blinding.TokenNotFresh: 401,
+    blinding.BlindingForbidden: 403,
+    blinding.InvalidRequest: 422,
     subjects.InvalidStratum: 422,
     dispensing.WeightOutOfRange: 422,
+    kits.InvalidKitNumber: 422,
+    supply.KitNotInShipment: 422,
+    supply.InvalidSupplyRequest: 422,
     errors.NotFound: 404,
     errors.InvalidStudyDefinition: 422,
     errors.AllocationChangeRefused: 409,

@@ -27,12 +27,19 @@ def generate(
             f"{result.strata} strata, {result.slots} slots"
         )
         if not no_kits:
-            from app.services import supply
+            from app.services.supply import KitsAlreadyGenerated, generate_kits
 
-            generate_kits = getattr(supply, "generate_kits", None)
-            if generate_kits is not None:
+            try:
                 kits = generate_kits(c.uow(actor), study)
-                out.print(f"{study}: {kits}")
+            except KitsAlreadyGenerated:
+                out.print(f"{study}: kits generated already")
+                return
+            out.print(f"{study}: {kits.kits} kits in {kits.lots} lots")
+            for shipment in kits.shipments:
+                out.print(
+                    f"  initial shipment {shipment.code} to {shipment.site}: "
+                    f"{len(shipment.kit_numbers)} kits in transit"
+                )
 
 
 @app.command("qc")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.adapters.cli import audit, clients, db, keys, lists, serve, studies
+from app.adapters.cli import audit, clients, db, keys, kits, lists, serve, simulate, studies, users
 
 app = typer.Typer(
     name="iwrs",
@@ -18,8 +18,11 @@ app.add_typer(studies.app, name="studies")
 app.add_typer(clients.app, name="clients")
 app.add_typer(audit.app, name="audit")
 app.add_typer(lists.app, name="lists")
+app.add_typer(kits.app, name="kits")
+app.add_typer(users.app, name="users")
 app.command("serve")(serve.serve)
 app.command("quickstart")(serve.quickstart)
+app.command("simulate")(simulate.simulate)
 
 
 @app.command("permissions")
@@ -32,3 +35,7 @@ def permissions() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

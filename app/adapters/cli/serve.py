@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from app.adapters.cli.common import container, fail, load_settings, operator, out
 
+if TYPE_CHECKING:
+    from app.bootstrap import Container
+
 
 def preflight() -> None:
     """Refuse to start when the keys are missing or the database is not at head."""
+    from app.adapters.cli.keys import check_study_keys
     from app.adapters.db import migrate
 
     with container() as c:
-        c.keys.keyring()
+        keyring = c.keys.keyring()
         with c.engine.connect() as conn:
             at = migrate.current_revision(conn)
         if at != migrate.head_revision():
             fail(f"the database is at {at or 'no revision'}; run `iwrs db upgrade` first")
+        unopened = [k for k in check_study_keys(c.settings, keyring.keks) if not k.opened_by]
+        if unopened:
+            fail(
+                "the key-encryption key does not open every study's data key",
+                *(
+                    f"{k.study} (data key v{k.dek_version}, wrapped by {k.kek_id})"
+                    for k in unopened
+                ),
+            )
 
 
 def run_server(host: str, port: int, workers: int) -> None:
@@ -49,6 +64,24 @@ def serve(
     run_server(host or settings.host, port or settings.port, workers or settings.workers)
 
 
+def _lists_and_kits(c: Container, slug: str) -> None:
+    """A fresh study gets its randomization list and its kits (initial shipments sent)."""
+    from app.services.randomization import generate_list
+    from app.services.supply import KitsAlreadyGenerated, generate_kits
+
+    uow = c.uow(operator())
+    with uow:
+        has_list = uow.lists.active(slug, uow.studies.mode(slug)) is not None
+    if not has_list:
+        generated = generate_list(c.uow(operator()), operator().actor_id, slug)
+        out.print(f"study {slug}: {generated.mode} list generated ({generated.slots} slots)")
+    try:
+        kits = generate_kits(c.uow(operator()), slug)
+        out.print(f"study {slug}: {kits.kits} kits, {len(kits.shipments)} initial shipments")
+    except KitsAlreadyGenerated:
+        pass
+
+
 def quickstart(
     no_serve: bool = typer.Option(False, "--no-serve", help="prepare everything, do not serve"),
 ) -> None:
@@ -73,7 +106,12 @@ def quickstart(
             result = load_study(c.uow(operator()), study, document, sha)
             state = "loaded" if result.created else ("updated" if result.changed else "up to date")
             out.print(f"study {result.slug}: {state} from {path.name}")
+            _lists_and_kits(c, result.slug)
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"API docs: {base}/docs   health: {base}/health   studies: {base}/api/v1/studies")
+    out.print(
+        "an API client: iwrs clients create --study iris-7b --role edc --name us-edc; "
+        "a person: iwrs users create --study iris-7a --role investigator --site FR01 --email ..."
+    )
     if not no_serve:
         run_server(settings.host, settings.port, settings.workers)

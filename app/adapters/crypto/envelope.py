@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from app.domain.sealed import ENVELOPE_TAG, Sealed
 
 NONCE_BYTES = 12
+OPENED_CACHE_SIZE = 200_000
 
 
 class CannotOpen(Exception):
@@ -54,6 +55,10 @@ class StudyCipher:
         self._study = study
         self._version = dek_version
         self._aead = AESGCM(dek)
+        # Opened envelopes by (kind, record, envelope): a kit's type is read at every
+        # dispensing at its site; the envelope is part of the key, so an edited row is
+        # opened (and checked) again.
+        self._opened: dict[tuple[str, str, bytes], bytes] = {}
 
     def __repr__(self) -> str:
         return f"StudyCipher({self._study!r}, v{self._version})"
@@ -65,6 +70,17 @@ class StudyCipher:
         nonce = secrets.token_bytes(NONCE_BYTES)
         body = self._aead.encrypt(nonce, plaintext, self._aad(kind, record_id))
         return Sealed(ENVELOPE_TAG + self._version.to_bytes(2, "big") + nonce + body)
+
+    def open_cached(self, kind: str, record_id: str, sealed: Sealed) -> bytes:
+        """`open`, remembered for this process (bounded): for records read again and again."""
+        key = (kind, record_id, sealed.envelope)
+        found = self._opened.get(key)
+        if found is None:
+            found = self.open(kind, record_id, sealed)
+            if len(self._opened) >= OPENED_CACHE_SIZE:
+                self._opened.clear()
+            self._opened[key] = found
+        return found
 
     def open(self, kind: str, record_id: str, sealed: Sealed) -> bytes:
         raw = sealed.envelope[len(ENVELOPE_TAG) :]

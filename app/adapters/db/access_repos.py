@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.adapters.db.audit import chain_head, row_to_record
+from app.adapters.db.audit import chain_head, iter_chain, row_to_record
 from app.adapters.db.models import (
     ApiClientGrantRow,
     ApiClientRow,
@@ -166,3 +167,6 @@ class SqlAuditReader:
 
     def head(self, chain: str) -> tuple[int, str] | None:
         return chain_head(self._session, chain)
+
+    def records(self, chain: str) -> Iterator[AuditRecord]:
+        return iter_chain(self._session, chain)

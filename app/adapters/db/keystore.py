@@ -1,5 +1,10 @@
 """Study data keys: created on a study's first load, stored wrapped by the KEK, unwrapped
-once per process and kept in memory only."""
+once per process and kept in memory only.
+
+After `iwrs keys rotate` a running process still holds its unwrapped DEKs (a rotation
+re-wraps them, it does not change them); a KEK id it does not know makes it re-read the
+keyring once, and a new study's DEK is always wrapped under the KEK active now.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +31,21 @@ class KeyService:
     def keyring(self) -> Keyring:
         return self._loader()
 
-    def create_study_key(self, session: Session, study_id: int, slug: str) -> StudyCipher:
+    def reload_keyring(self) -> Keyring:
+        return self._loader.reload()
+
+    def kek(self, kid: str) -> bytes:
+        """The KEK named `kid`, re-reading the keyring once if it is not known yet."""
         keyring = self.keyring()
+        if kid not in keyring.keks:
+            keyring = self.reload_keyring()
+        kek = keyring.keks.get(kid)
+        if kek is None:
+            raise KeyUnavailable(f"the key-encryption key {kid!r} is not in the keyring")
+        return kek
+
+    def create_study_key(self, session: Session, study_id: int, slug: str) -> StudyCipher:
+        keyring = self.reload_keyring()
         dek = new_dek()
         row = StudyKeyRow(
             study_id=study_id,
@@ -42,6 +60,14 @@ class KeyService:
         return StudyCipher(slug, row.version, dek)
 
     def cipher(self, session: Session, study_id: int, slug: str) -> StudyCipher:
+        """The study's active cipher; looked up once per session (transaction)."""
+        memo: dict[int, StudyCipher] = session.info.setdefault("iwrs_ciphers", {})
+        if study_id in memo:
+            return memo[study_id]
+        memo[study_id] = self._active_cipher(session, study_id, slug)
+        return memo[study_id]
+
+    def _active_cipher(self, session: Session, study_id: int, slug: str) -> StudyCipher:
         row = session.scalars(
             select(StudyKeyRow)
             .where(StudyKeyRow.study_id == study_id, StudyKeyRow.retired_at.is_(None))
@@ -55,12 +81,12 @@ class KeyService:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        keyring = self.keyring()
-        kek = keyring.keks.get(row.kek_id)
-        if kek is None:
+        try:
+            kek = self.kek(row.kek_id)
+        except KeyUnavailable:
             raise KeyUnavailable(
-                f"study {slug!r} is wrapped by key {row.kek_id!r}, absent from the keys directory"
-            )
+                f"study {slug!r} is wrapped by key {row.kek_id!r}, absent from the keyring"
+            ) from None
         cipher = StudyCipher(slug, row.version, unwrap_dek(kek, row.kek_id, slug, row.wrapped_dek))
         with self._lock:
             self._cache[key] = cipher
@@ -80,3 +106,10 @@ class KeyringLoader:
             if self._keyring is None:
                 self._keyring = self._load()
             return self._keyring
+
+    def reload(self) -> Keyring:
+        """Read the keys again (after a rotation); the old keyring stays if this fails."""
+        keyring = self._load()
+        with self._lock:
+            self._keyring = keyring
+        return keyring

@@ -423,3 +423,4 @@ class OutboxRow(Base):
 
 
 # The web pages' tables, imported here so that every user of the metadata sees them.
+from app.adapters.db import models_web  # noqa: E402, F401

@@ -212,6 +212,8 @@ class SqlListRepository(_StudyScoped):
         self._session.add(row)
         self._session.flush()
         site_ids = self._site_ids(study_id)
+        if not strata:
+            return self._info(row, study)
         self._session.execute(
             insert(StratumRow),
             [

@@ -1,13 +1,542 @@
-"""Kits, lots, shipments and dispensations (see app.services.supply)."""
+"""Kits, lots, shipments, dispensations and excursions (see app.services.supply).
+
+A kit's type is sealed under the study's data key with associated data naming the kit
+number, so a type copied onto another kit does not open. Only `add_kits` seals and only
+`stock`/`types_of` open; every other read returns kits without their type.
+
+Kits change status only through `move_kits`: one conditional UPDATE per kit, in ascending
+id, each required to match the expected status (checked by rowcount), inside a savepoint
+that is rolled back when any kit was taken meanwhile. So a kit can never be taken twice,
+and two transactions taking overlapping kits lock them in the same order (no deadlock).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, cast
 
-from app.adapters.db.keystore import KeyService
+from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy.orm import aliased
+
+from app.adapters.db.models import (
+    DepotRow,
+    DispensationRow,
+    ExcursionKitRow,
+    ExcursionRow,
+    KitRow,
+    LotRow,
+    ShipmentKitRow,
+    ShipmentRow,
+    SiteRow,
+    SubjectRow,
+)
+from app.adapters.db.randomization_repos import _StudyScoped
+from app.domain.dispensing import KitCandidate
+from app.domain.kits import KitStatus
+from app.domain.sealed import Sealed
+from app.domain.subjects import Subject
+from app.services.ports import (
+    DispensationRecord,
+    ExcursionRecord,
+    KitRecord,
+    NewKit,
+    ShipmentRecord,
+)
+
+KIT_TYPE_KIND = "kit_type"
 
 
-class SqlSupplyRepository:
-    def __init__(self, session: Session, keys: KeyService) -> None:
-        self._session = session
-        self._keys = keys
+class SqlSupplyRepository(_StudyScoped):
+    # --- places ---------------------------------------------------------------------------
+
+    def _site_id(self, study: str, code: str) -> int:
+        found = self._session.scalar(
+            select(SiteRow.id).where(
+                SiteRow.study_id == self._study_id(study), SiteRow.code == code
+            )
+        )
+        if found is None:
+            raise LookupError(f"{study}/{code}")
+        return found
+
+    def _depot_id(self, study: str, code: str) -> int:
+        found = self._session.scalar(
+            select(DepotRow.id).where(
+                DepotRow.study_id == self._study_id(study), DepotRow.code == code
+            )
+        )
+        if found is None:
+            raise LookupError(f"{study}/{code}")
+        return found
+
+    def lock_site(self, study: str, site: str) -> None:
+        self._session.execute(
+            select(SiteRow.id)
+            .where(SiteRow.study_id == self._study_id(study), SiteRow.code == site)
+            .with_for_update()
+        )
+
+    # --- kits ------------------------------------------------------------------------------
+
+    def kit_count(self, study: str) -> int:
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(KitRow)
+                .where(KitRow.study_id == self._study_id(study))
+            )
+            or 0
+        )
+
+    def add_kits(self, study: str, kits: Sequence[NewKit], at: datetime) -> None:
+        study_id = self._study_id(study)
+        cipher = self._cipher(study)
+        lots: dict[str, LotRow] = {}
+        for kit in kits:
+            if kit.lot.code not in lots:
+                lots[kit.lot.code] = LotRow(
+                    study_id=study_id, code=kit.lot.code, expiry_date=kit.lot.expiry_date
+                )
+        self._session.add_all(lots.values())
+        self._session.flush()
+        depots = {code: self._depot_id(study, code) for code in {k.depot for k in kits}}
+        # Inserted in kit-number order, so row ids follow nothing about the types.
+        values = [
+            {
+                "study_id": study_id,
+                "kit_number": kit.kit_number,
+                "kit_type_sealed": cipher.seal(
+                    KIT_TYPE_KIND, kit.kit_number, kit.kit_type.encode()
+                ).envelope,
+                "lot_id": lots[kit.lot.code].id,
+                "expiry_date": kit.lot.expiry_date,
+                "status": KitStatus.AT_DEPOT.value,
+                "quarantined_from": None,
+                "depot_id": depots[kit.depot],
+                "site_id": None,
+                "subject_pk": None,
+                "dispensation_id": None,
+                "updated_at": at,
+            }
+            for kit in sorted(kits, key=lambda k: k.kit_number)
+        ]
+        if values:
+            self._session.execute(insert(KitRow), values)
+
+    def stock(
+        self,
+        study: str,
+        status: KitStatus,
+        *,
+        site: str | None = None,
+        depot: str | None = None,
+    ) -> list[KitCandidate]:
+        query = select(
+            KitRow.id, KitRow.kit_number, KitRow.kit_type_sealed, KitRow.expiry_date
+        ).where(KitRow.study_id == self._study_id(study), KitRow.status == status.value)
+        if site is not None:
+            query = query.where(KitRow.site_id == self._site_id(study, site))
+        if depot is not None:
+            query = query.where(
+                KitRow.depot_id == self._depot_id(study, depot), KitRow.site_id.is_(None)
+            )
+        cipher = self._cipher(study)
+        return [
+            KitCandidate(
+                kit_id,
+                cipher.open_cached(KIT_TYPE_KIND, number, Sealed(sealed)).decode(),
+                expiry,
+            )
+            for kit_id, number, sealed, expiry in self._session.execute(query.order_by(KitRow.id))
+        ]
+
+    def types_of(self, study: str, kit_ids: Sequence[int]) -> dict[int, str]:
+        cipher = self._cipher(study)
+        rows = self._session.execute(
+            select(KitRow.id, KitRow.kit_number, KitRow.kit_type_sealed).where(
+                KitRow.study_id == self._study_id(study), KitRow.id.in_(sorted(set(kit_ids)))
+            )
+        )
+        return {
+            kit_id: cipher.open_cached(KIT_TYPE_KIND, number, Sealed(sealed)).decode()
+            for kit_id, number, sealed in rows
+        }
+
+    def move_kits(
+        self,
+        study: str,
+        kit_ids: Sequence[int],
+        expected: KitStatus,
+        new: KitStatus,
+        *,
+        site: str | None = None,
+        subject_pk: int | None = None,
+        dispensation_id: int | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": new.value, "updated_at": datetime.now(UTC)}
+        if new is KitStatus.QUARANTINED:
+            values["quarantined_from"] = expected.value
+        elif expected is KitStatus.QUARANTINED:
+            values["quarantined_from"] = None
+        if site is not None:
+            values["site_id"] = self._site_id(study, site)
+        if subject_pk is not None:
+            values["subject_pk"] = subject_pk
+        if dispensation_id is not None:
+            values["dispensation_id"] = dispensation_id
+        study_id = self._study_id(study)
+        savepoint = self._session.begin_nested()
+        for kit_id in sorted(set(kit_ids)):
+            result = cast(
+                CursorResult[Any],
+                self._session.execute(
+                    update(KitRow)
+                    .where(
+                        KitRow.id == kit_id,
+                        KitRow.study_id == study_id,
+                        KitRow.status == expected.value,
+                    )
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                ),
+            )
+            if result.rowcount != 1:
+                savepoint.rollback()
+                return False
+        savepoint.commit()
+        return True
+
+    def kits(
+        self,
+        study: str,
+        *,
+        ids: Sequence[int] | None = None,
+        numbers: Sequence[str] | None = None,
+        shipment_id: int | None = None,
+        sites: frozenset[str] | None = None,
+    ) -> list[KitRecord]:
+        query = (
+            select(
+                KitRow.id,
+                KitRow.kit_number,
+                KitRow.status,
+                LotRow.code,
+                KitRow.expiry_date,
+                DepotRow.code,
+                SiteRow.code,
+                SubjectRow.subject_code,
+                DispensationRow.visit,
+                KitRow.quarantined_from,
+            )
+            .join(LotRow, LotRow.id == KitRow.lot_id)
+            .outerjoin(DepotRow, DepotRow.id == KitRow.depot_id)
+            .outerjoin(SiteRow, SiteRow.id == KitRow.site_id)
+            .outerjoin(SubjectRow, SubjectRow.id == KitRow.subject_pk)
+            .outerjoin(DispensationRow, DispensationRow.id == KitRow.dispensation_id)
+            .where(KitRow.study_id == self._study_id(study))
+        )
+        if ids is not None:
+            query = query.where(KitRow.id.in_(sorted(set(ids))))
+        if numbers is not None:
+            query = query.where(KitRow.kit_number.in_(sorted(set(numbers))))
+        if shipment_id is not None:
+            query = query.join(ShipmentKitRow, ShipmentKitRow.kit_id == KitRow.id).where(
+                ShipmentKitRow.shipment_id == shipment_id
+            )
+        if sites is not None:
+            query = query.where(SiteRow.code.in_(sorted(sites)))
+        return [
+            KitRecord(
+                id=kit_id,
+                kit_number=number,
+                status=KitStatus(status),
+                lot=lot,
+                expiry_date=expiry,
+                depot=depot,
+                site=site,
+                subject_id=subject_id,
+                visit=visit,
+                quarantined_from=None if held_from is None else KitStatus(held_from),
+            )
+            for (
+                kit_id,
+                number,
+                status,
+                lot,
+                expiry,
+                depot,
+                site,
+                subject_id,
+                visit,
+                held_from,
+            ) in self._session.execute(query.order_by(KitRow.kit_number))
+        ]
+
+    def status_counts(self, study: str, site: str) -> dict[str, int]:
+        rows = self._session.execute(
+            select(KitRow.status, func.count())
+            .where(
+                KitRow.study_id == self._study_id(study),
+                KitRow.site_id == self._site_id(study, site),
+            )
+            .group_by(KitRow.status)
+        )
+        return {status: int(count) for status, count in rows}
+
+    # --- shipments -------------------------------------------------------------------------
+
+    def _shipments(self, query: Any) -> list[ShipmentRecord]:
+        rows = self._session.execute(query).all()
+        numbers: dict[int, list[str]] = {row[0].id: [] for row in rows}
+        if numbers:
+            for shipment_id, number in self._session.execute(
+                select(ShipmentKitRow.shipment_id, KitRow.kit_number)
+                .join(KitRow, KitRow.id == ShipmentKitRow.kit_id)
+                .where(ShipmentKitRow.shipment_id.in_(sorted(numbers)))
+                .order_by(KitRow.kit_number)
+            ):
+                numbers[shipment_id].append(number)
+        return [
+            ShipmentRecord(
+                id=row.id,
+                code=row.code,
+                kind=row.kind,
+                status=row.status,
+                depot=depot,
+                site=site,
+                created_at=row.created_at,
+                received_at=row.received_at,
+                received_by=row.received_by,
+                kit_numbers=tuple(numbers[row.id]),
+            )
+            for row, depot, site in rows
+        ]
+
+    def _shipment_query(self, study: str) -> Any:
+        return (
+            select(ShipmentRow, DepotRow.code, SiteRow.code)
+            .join(DepotRow, DepotRow.id == ShipmentRow.depot_id)
+            .join(SiteRow, SiteRow.id == ShipmentRow.site_id)
+            .where(ShipmentRow.study_id == self._study_id(study))
+            .execution_options(populate_existing=True)
+        )
+
+    def add_shipment(
+        self,
+        study: str,
+        code: str,
+        kind: str,
+        depot: str,
+        site: str,
+        kit_ids: Sequence[int],
+        at: datetime,
+    ) -> ShipmentRecord:
+        row = ShipmentRow(
+            study_id=self._study_id(study),
+            code=code,
+            kind=kind,
+            status="in_transit",
+            depot_id=self._depot_id(study, depot),
+            site_id=self._site_id(study, site),
+            created_at=at,
+            received_at=None,
+            received_by=None,
+        )
+        self._session.add(row)
+        self._session.flush()
+        if kit_ids:
+            self._session.execute(
+                insert(ShipmentKitRow),
+                [{"shipment_id": row.id, "kit_id": kit_id} for kit_id in sorted(set(kit_ids))],
+            )
+        found = self.shipment(study, code)
+        assert found is not None
+        return found
+
+    def shipment_count(self, study: str, site: str) -> int:
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(ShipmentRow)
+                .where(
+                    ShipmentRow.study_id == self._study_id(study),
+                    ShipmentRow.site_id == self._site_id(study, site),
+                )
+            )
+            or 0
+        )
+
+    def shipment(
+        self,
+        study: str,
+        code: str,
+        *,
+        sites: frozenset[str] | None = None,
+        for_update: bool = False,
+    ) -> ShipmentRecord | None:
+        query = self._shipment_query(study).where(ShipmentRow.code == code)
+        if sites is not None:
+            query = query.where(SiteRow.code.in_(sorted(sites)))
+        if for_update:
+            query = query.with_for_update(of=ShipmentRow)
+        found = self._shipments(query)
+        return found[0] if found else None
+
+    def shipments(
+        self, study: str, *, sites: frozenset[str] | None = None, site: str | None = None
+    ) -> list[ShipmentRecord]:
+        query = self._shipment_query(study)
+        if sites is not None:
+            query = query.where(SiteRow.code.in_(sorted(sites)))
+        if site is not None:
+            query = query.where(SiteRow.code == site)
+        return self._shipments(query.order_by(ShipmentRow.created_at, ShipmentRow.id))
+
+    def mark_received(self, shipment_id: int, at: datetime, by: str) -> None:
+        self._session.execute(
+            update(ShipmentRow)
+            .where(ShipmentRow.id == shipment_id)
+            .values(status="received", received_at=at, received_by=by)
+            .execution_options(synchronize_session=False)
+        )
+
+    # --- dispensations ---------------------------------------------------------------------
+
+    def add_dispensation(
+        self,
+        subject: Subject,
+        visit: str,
+        weight_kg: Decimal,
+        quantity: int,
+        at: datetime,
+        by: str,
+    ) -> int:
+        row = DispensationRow(
+            subject_pk=subject.pk,
+            visit=visit,
+            weight_kg=weight_kg,
+            quantity=quantity,
+            dispensed_at=at,
+            dispensed_by=by,
+        )
+        self._session.add(row)
+        self._session.flush()
+        return row.id
+
+    def dispensations(self, subject: Subject) -> list[DispensationRecord]:
+        rows = self._session.execute(
+            select(
+                DispensationRow.id,
+                DispensationRow.visit,
+                DispensationRow.quantity,
+                DispensationRow.dispensed_at,
+                DispensationRow.dispensed_by,
+            )
+            .where(DispensationRow.subject_pk == subject.pk)
+            .order_by(DispensationRow.dispensed_at, DispensationRow.id)
+        ).all()
+        kit_ids: dict[int, list[int]] = {row.id: [] for row in rows}
+        if kit_ids:
+            for kit_id, dispensation_id in self._session.execute(
+                select(KitRow.id, KitRow.dispensation_id).where(
+                    KitRow.dispensation_id.in_(sorted(kit_ids))
+                )
+            ):
+                if dispensation_id is not None:
+                    kit_ids[dispensation_id].append(kit_id)
+        all_ids = [k for ids in kit_ids.values() for k in ids]
+        kits = {k.id: k for k in self.kits(subject.study, ids=all_ids)} if all_ids else {}
+        return [
+            DispensationRecord(
+                id=row.id,
+                visit=row.visit,
+                quantity=row.quantity,
+                dispensed_at=row.dispensed_at,
+                dispensed_by=row.dispensed_by,
+                kits=tuple(sorted((kits[k] for k in kit_ids[row.id]), key=lambda k: k.kit_number)),
+            )
+            for row in rows
+        ]
+
+    # --- excursions ------------------------------------------------------------------------
+
+    def add_excursion(
+        self,
+        study: str,
+        code: str,
+        site: str,
+        shipment_id: int | None,
+        description: str,
+        kit_ids: Sequence[int],
+        at: datetime,
+        by: str,
+    ) -> ExcursionRecord:
+        row = ExcursionRow(
+            study_id=self._study_id(study),
+            code=code,
+            site_id=self._site_id(study, site),
+            shipment_id=shipment_id,
+            description=description,
+            reported_at=at,
+            reported_by=by,
+            resolution=None,
+            resolved_at=None,
+            resolved_by=None,
+        )
+        self._session.add(row)
+        self._session.flush()
+        self._session.execute(
+            insert(ExcursionKitRow),
+            [{"excursion_id": row.id, "kit_id": kit_id} for kit_id in sorted(set(kit_ids))],
+        )
+        found = self.excursion(study, code)
+        assert found is not None
+        return found
+
+    def excursion(
+        self, study: str, code: str, *, for_update: bool = False
+    ) -> ExcursionRecord | None:
+        shipment = aliased(ShipmentRow)
+        query = (
+            select(ExcursionRow, SiteRow.code, shipment.code)
+            .outerjoin(SiteRow, SiteRow.id == ExcursionRow.site_id)
+            .outerjoin(shipment, shipment.id == ExcursionRow.shipment_id)
+            .where(ExcursionRow.study_id == self._study_id(study), ExcursionRow.code == code)
+            .execution_options(populate_existing=True)
+        )
+        if for_update:
+            query = query.with_for_update(of=ExcursionRow)
+        found = self._session.execute(query).first()
+        if found is None:
+            return None
+        row, site, shipment_code = found
+        kits = self._session.execute(
+            select(KitRow.id, KitRow.kit_number)
+            .join(ExcursionKitRow, ExcursionKitRow.kit_id == KitRow.id)
+            .where(ExcursionKitRow.excursion_id == row.id)
+            .order_by(KitRow.kit_number)
+        ).all()
+        return ExcursionRecord(
+            id=row.id,
+            code=row.code,
+            site=site,
+            shipment=shipment_code,
+            description=row.description,
+            reported_at=row.reported_at,
+            reported_by=row.reported_by,
+            resolution=row.resolution,
+            resolved_at=row.resolved_at,
+            resolved_by=row.resolved_by,
+            kit_ids=tuple(k.id for k in kits),
+            kit_numbers=tuple(k.kit_number for k in kits),
+        )
+
+    def resolve_excursion(self, excursion_id: int, resolution: str, at: datetime, by: str) -> None:
+        self._session.execute(
+            update(ExcursionRow)
+            .where(ExcursionRow.id == excursion_id)
+            .values(resolution=resolution, resolved_at=at, resolved_by=by)
+            .execution_options(synchronize_session=False)
+        )

@@ -7,6 +7,7 @@ from typing import Self
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.adapters.clock import SystemClock
 from app.adapters.db.access_repos import (
     SqlAuditReader,
     SqlClientRepository,
@@ -19,7 +20,9 @@ from app.adapters.db.keystore import KeyService
 from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
 from app.adapters.db.repositories import SqlStudyRepository
 from app.adapters.db.supply_repos import SqlSupplyRepository
+from app.adapters.db.users_repos import SqlUserRepository, SqlWebSessionRepository
 from app.domain.audit import Actor, AuditEvent
+from app.services.ports import Clock
 
 
 class SqlUnitOfWork:
@@ -31,6 +34,8 @@ class SqlUnitOfWork:
     lists: SqlListRepository
     supply: SqlSupplyRepository
     blinding: SqlBlindingRepository
+    users: SqlUserRepository
+    web_sessions: SqlWebSessionRepository
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class SqlUnitOfWork:
         actor: Actor,
         request_id: str | None = None,
         idempotency: IdempotencyGuard | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._keys = keys
@@ -46,6 +52,7 @@ class SqlUnitOfWork:
         self.request_id = request_id
         self._events: list[AuditEvent] = []
         self._idempotency = idempotency
+        self.clock: Clock = clock or SystemClock()
 
     def __enter__(self) -> Self:
         self.session = self._session_factory()
@@ -58,6 +65,8 @@ class SqlUnitOfWork:
         self.lists = SqlListRepository(self.session, self._keys)
         self.supply = SqlSupplyRepository(self.session, self._keys)
         self.blinding = SqlBlindingRepository(self.session, self._keys)
+        self.users = SqlUserRepository(self.session, self._keys)
+        self.web_sessions = SqlWebSessionRepository(self.session)
         if self._idempotency is not None:
             try:
                 self._idempotency.begin(self.session)

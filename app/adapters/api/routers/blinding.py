@@ -1,7 +1,300 @@
-"""Emergency unblinding and the unblinded statistician's exports and study lock."""
+"""Emergency unblinding and the unblinded statistician's exports and study lock.
+
+These are the only routes whose answers carry arms, each to the one caller entitled to it;
+they are sent `Cache-Control: no-store`. The stored answer of an idempotent unblinding holds
+no arm (the database never does): a replay re-reads it, checked and audited again.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.adapters.api.auth import Forbidden, get_principal, require
+from app.adapters.api.deps import get_container
+from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.db.idempotency import IdempotentReplay
+from app.adapters.exports import list_csv, pooled_csv
+from app.bootstrap import Container
+from app.domain.access import Action, Principal
+from app.services import blinding
 
 router = APIRouter(prefix="/api/v1", tags=["blinding"])
+
+SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]
+Idem = Annotated[IdempotencyRequest, Depends(idempotency_request)]
+Deps = Annotated[Container, Depends(get_container)]
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+CSV_TYPE = "text/csv; charset=utf-8"
+
+
+class UnblindingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=blinding.MAX_REASON)
+
+
+class UnblindingRead(BaseModel):
+    subject_id: str
+    arm: str
+    arm_label: str
+    unblinded_at: datetime
+    unblinded_by: str
+
+
+class StudyLockCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=blinding.MAX_REASON)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a reason is required")
+        return value.strip()
+
+
+class StudyLockRead(BaseModel):
+    study: str
+    locked_at: datetime
+    locked_by: str
+
+
+class SubjectArmRead(BaseModel):
+    subject_id: str
+    site_id: str
+    arm: str
+    arm_label: str
+    locked_at: datetime
+
+
+class ListLineRead(BaseModel):
+    stratum: str
+    sequence: int
+    randomization_number: int
+    block: int
+    block_size: int
+    arm: str
+    subject_id: str | None
+    allocated_at: datetime | None
+
+
+class ListExportRead(BaseModel):
+    study: str
+    mode: str
+    list_version: int
+    method: str
+    slots: list[ListLineRead]
+
+
+# --- Emergency unblinding -------------------------------------------------------------------
+
+
+def unblinding_principal(
+    study: str,
+    subject_id: SubjectId,
+    principal: Annotated[Principal, Depends(get_principal)],
+    container: Deps,
+) -> Principal:
+    """Like `require(Action.UNBLIND)`, but a refused role is audited before the 403."""
+    if not principal.may(Action.UNBLIND):
+        blinding.record_refusal(
+            container.uow(principal.actor), principal, study, subject_id, None, "forbidden"
+        )
+        raise Forbidden(f"the {principal.role.value} role may not {Action.UNBLIND.value}")
+    return principal
+
+
+unblinding_principal.iwrs_action = Action.UNBLIND  # type: ignore[attr-defined]
+
+
+def _stored_unblinding(result: blinding.Unblinding) -> tuple[int, Any]:
+    """What the idempotency record keeps: the answer without its arm."""
+    return 200, {
+        "subject_id": result.subject_id,
+        "unblinded_at": result.unblinded_at.isoformat(),
+        "unblinded_by": result.unblinded_by,
+    }
+
+
+def _unblinding_body(stored: dict[str, Any], arm: str, label: str) -> dict[str, Any]:
+    return {
+        "subject_id": stored["subject_id"],
+        "arm": arm,
+        "arm_label": label,
+        "unblinded_at": stored["unblinded_at"],
+        "unblinded_by": stored["unblinded_by"],
+    }
+
+
+def _reason_of(payload: Any) -> str | None:
+    """The reason, when the body is `{"reason": "<text>"}`; None makes the use case refuse
+    (and audit) the request, as it does for a blank or too long reason."""
+    if isinstance(payload, dict) and set(payload) <= {"reason"}:
+        reason = payload.get("reason")
+        return reason if isinstance(reason, str) else None
+    return None
+
+
+@router.post(
+    "/studies/{study}/subjects/{subject_id}/unblinding",
+    response_model=UnblindingRead,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": UnblindingCreate.model_json_schema()}},
+        }
+    },
+)
+def unblind(
+    study: str,
+    subject_id: SubjectId,
+    principal: Annotated[Principal, Depends(unblinding_principal)],
+    container: Deps,
+    idem: Idem,
+    payload: Annotated[Any, Body()] = None,
+) -> Response:
+    """Emergency unblinding: the subject's arm, to the caller only. Needs a fresh token
+    (issued within the study's `fresh_token_seconds`) and a reason; audited, refusals too."""
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _stored_unblinding))
+    try:
+        result = blinding.unblind(
+            uow, container.uow(principal.actor), principal, study, subject_id, _reason_of(payload)
+        )
+    except IdempotentReplay as replay:
+        stored = json.loads(replay.body)
+        arm, label = blinding.reveal_again(
+            container.uow(principal.actor), principal, study, subject_id
+        )
+        return JSONResponse(
+            _unblinding_body(stored, arm, label),
+            status_code=replay.status_code,
+            headers={**NO_STORE, "Idempotent-Replayed": "true"},
+        )
+    _, stored = _stored_unblinding(result)
+    return JSONResponse(_unblinding_body(stored, result.arm, result.arm_label), headers=NO_STORE)
+
+
+# --- Study lock and arms after it -----------------------------------------------------------
+
+
+def _lock_read(lock: blinding.StudyLock) -> StudyLockRead:
+    return StudyLockRead(study=lock.study, locked_at=lock.locked_at, locked_by=lock.locked_by)
+
+
+def _render_lock(lock: blinding.StudyLock) -> tuple[int, Any]:
+    return 200, _lock_read(lock).model_dump(mode="json")
+
+
+@router.post("/studies/{study}/lock", response_model=StudyLockRead)
+def lock_study(
+    study: str,
+    body: StudyLockCreate,
+    principal: Annotated[Principal, Depends(require(Action.STUDY_LOCK))],
+    container: Deps,
+    idem: Idem,
+) -> StudyLockRead:
+    """Lock the study for good: no more registration, randomization or dispensing; each
+    investigator may then read its own subjects' arms. A second lock gets 409."""
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_lock))
+    return _lock_read(blinding.lock_study(uow, principal, study, body.reason))
+
+
+@router.get("/studies/{study}/subjects/{subject_id}/arm", response_model=SubjectArmRead)
+def subject_arm(
+    study: str,
+    subject_id: SubjectId,
+    principal: Annotated[Principal, Depends(require(Action.ARM_READ))],
+    container: Deps,
+) -> Response:
+    """After the lock only (409 study_not_locked before): the arm of a subject of one of
+    the investigator's own sites. Investigators only (the other roles that may see an arm
+    have the exports and emergency unblinding); audited."""
+    found = blinding.arm_after_lock(container.uow(principal.actor), principal, study, subject_id)
+    body = SubjectArmRead(
+        subject_id=found.subject_id,
+        site_id=found.site,
+        arm=found.arm,
+        arm_label=found.arm_label,
+        locked_at=found.locked_at,
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers=NO_STORE)
+
+
+# --- Exports ----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/studies/{study}/randomization-list",
+    response_model=ListExportRead,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def randomization_list(
+    study: str,
+    principal: Annotated[Principal, Depends(require(Action.LIST_READ))],
+    container: Deps,
+    format: Annotated[Literal["json", "csv"] | None, Query()] = None,
+    mode: Annotated[Literal["live", "uat"] | None, Query()] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Every slot of the active list (of the study's current mode unless `mode`), with its
+    arm and the subject that took it: JSON, or CSV with `Accept: text/csv` or `?format=csv`."""
+    fmt = format or ("csv" if accept and "text/csv" in accept.lower() else "json")
+    export = blinding.export_list(container.uow(principal.actor), principal, study, fmt, mode)
+    if fmt == "csv":
+        text = list_csv(export.lines)
+        name = f"{export.study}-{export.mode}-v{export.version}-randomization-list.csv"
+        return Response(
+            text,
+            media_type=CSV_TYPE,
+            headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    body = ListExportRead(
+        study=export.study,
+        mode=export.mode,
+        list_version=export.version,
+        method=export.method,
+        slots=[
+            ListLineRead(
+                stratum=x.stratum,
+                sequence=x.sequence,
+                randomization_number=x.randomization_number,
+                block=x.block,
+                block_size=x.block_size,
+                arm=x.arm,
+                subject_id=x.subject_id,
+                allocated_at=x.allocated_at,
+            )
+            for x in export.lines
+        ],
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers=NO_STORE)
+
+
+@router.get(
+    "/pooled/allocations",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "one row per subject"}},
+)
+def pooled_allocations(
+    principal: Annotated[Principal, Depends(require(Action.POOLED_EXPORT))],
+    container: Deps,
+    studies: Annotated[str, Query(max_length=500, examples=["iris-7a,iris-7b"])],
+) -> Response:
+    """Every allocation of the named studies in one CSV for the common analysis; the caller
+    must be granted every study named (404 for one it cannot see)."""
+    rows = blinding.pooled_allocations(
+        container.uow(principal.actor), principal, studies.split(",")
+    )
+    text = pooled_csv(rows)
+    disposition = 'attachment; filename="pooled-allocations.csv"'
+    return Response(
+        text, media_type=CSV_TYPE, headers={**NO_STORE, "Content-Disposition": disposition}
+    )

@@ -1,0 +1,40 @@
+"""The simulation clock: mounted only on a service started with IWRS_SIMULATION_CLOCK_FILE
+(by `iwrs simulate`), never in production."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.adapters.api.auth import require
+from app.adapters.api.deps import get_container
+from app.adapters.clock import FileOffsetClock
+from app.bootstrap import Container
+from app.domain.access import Action, Principal
+from app.domain.errors import Conflict
+
+router = APIRouter(prefix="/api/v1/simulation", tags=["simulation"])
+
+
+class ClockAdvance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: float = Field(gt=0, le=365)
+
+
+class ClockRead(BaseModel):
+    now: datetime
+
+
+@router.post("/clock", response_model=ClockRead)
+def advance_clock(
+    body: ClockAdvance,
+    principal: Annotated[Principal, Depends(require(Action.SIMULATION_CLOCK))],
+    container: Annotated[Container, Depends(get_container)],
+) -> ClockRead:
+    if not isinstance(container.clock, FileOffsetClock):
+        raise Conflict("this service has no simulation clock")
+    return ClockRead(now=container.clock.advance(timedelta(days=body.days)))

@@ -1,0 +1,1 @@
+"""`iwrs simulate`: whole trials run through the real HTTP API, as its users would."""

@@ -1,0 +1,140 @@
+"""The simulation's tables (rich), figures (JSON) and charts (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from app.adapters.simulation.runner import Results, balance_rows, latency_rows
+
+
+def summary(results: Results) -> dict[str, Any]:
+    studies = sorted(results.enrolled_by_day)
+    return {
+        "days": results.days,
+        "randomized": {s: results.enrolled_by_day[s][-1] for s in studies},
+        "balance": [
+            {"study": study, "stratum": stratum, "arms": counts}
+            for study, stratum, counts in balance_rows(results)
+        ],
+        "supply": {
+            s: {
+                "shipments_received": results.shipments_received[s],
+                "kits_received": results.kits_received[s],
+                "kits_damaged": results.kits_damaged[s],
+                "kits_dispensed": results.kits_dispensed[s],
+                "visits_dispensed": results.visits_dispensed[s],
+                "stock_outs": results.stock_outs[s],
+                "missed_visits": results.missed_visits[s],
+                "discontinued": results.discontinued[s],
+            }
+            for s in studies
+        },
+        "unblinded": results.unblinded,
+        "latency_ms": [
+            {
+                "endpoint": e,
+                "calls": n,
+                "p50": round(p50, 1),
+                "p99": round(p99, 1),
+                "max": round(m, 1),
+            }
+            for e, n, p50, p99, m in latency_rows(results)
+        ],
+        "errors": dict(results.errors),
+    }
+
+
+def print_tables(results: Results, console: Console) -> None:
+    if not console.is_terminal:
+        console = Console(width=160, soft_wrap=True)
+    figures = summary(results)
+    arms = sorted({arm for row in figures["balance"] for arm in row["arms"]})
+    balance = Table(title="Balance by stratum and arm (from the statistician's pooled export)")
+    for column in ("study", "stratum", *arms, "total"):
+        balance.add_column(
+            column, justify="right" if column in arms or column == "total" else "left"
+        )
+    totals: dict[str, dict[str, int]] = {}
+    for row in figures["balance"]:
+        counts = [row["arms"].get(arm, 0) for arm in arms]
+        balance.add_row(row["study"], row["stratum"], *map(str, counts), str(sum(counts)))
+        study_total = totals.setdefault(row["study"], dict.fromkeys(arms, 0))
+        for arm, n in zip(arms, counts, strict=True):
+            study_total[arm] += n
+    for study, by_arm in sorted(totals.items()):
+        balance.add_row(
+            study,
+            "all strata",
+            *(str(by_arm[a]) for a in arms),
+            str(sum(by_arm.values())),
+            style="bold",
+        )
+    console.print(balance)
+
+    supply = Table(title="Supply")
+    columns = [
+        "shipments_received",
+        "kits_received",
+        "kits_dispensed",
+        "visits_dispensed",
+        "kits_damaged",
+        "stock_outs",
+        "missed_visits",
+        "discontinued",
+    ]
+    supply.add_column("study")
+    for column in columns:
+        supply.add_column(column.replace("_", " "), justify="right")
+    for study, values in figures["supply"].items():
+        supply.add_row(study, *(str(values[c]) for c in columns))
+    console.print(supply)
+
+    latency = Table(title="Latency by endpoint (client side, ms)")
+    for column in ("endpoint", "calls", "p50", "p99", "max"):
+        latency.add_column(column, justify="left" if column == "endpoint" else "right")
+    for row in figures["latency_ms"]:
+        latency.add_row(
+            row["endpoint"], str(row["calls"]), str(row["p50"]), str(row["p99"]), str(row["max"])
+        )
+    console.print(latency)
+    console.print(f"emergency unblindings: {', '.join(results.unblinded) or 'none'}")
+
+
+def write_plots(results: Results, folder: Path) -> list[Path]:
+    """Enrollment and stock over time, as PNG files."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install -e '.[sim]'") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for study, series in sorted(results.enrolled_by_day.items()):
+        ax.plot(range(len(series)), series, label=study)
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("subjects randomized")
+    ax.set_title("Enrollment")
+    ax.legend()
+    fig.tight_layout()
+    written.append(folder / "enrollment.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for site, series in sorted(results.stock_by_day.items()):
+        ax.plot(range(len(series)), series, label=site)
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("kits available at the site")
+    ax.set_title("Site stock (all kit types together)")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    written.append(folder / "stock.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written

@@ -1,0 +1,347 @@
+"""Run both studies day by day through the HTTP API, as the EDC systems, the pharmacists,
+an investigator and the statistician would, and report balance, supply and latency.
+
+Each simulated day: the clock moves one day; pharmacists receive the shipments in transit
+(now and then with a damaged kit); new subjects are registered and randomized with their
+weight (the first visit's kits come with the randomization); every subject due for a visit
+is dosed with a weight that drifts a little; some discontinue; on one day an investigator
+breaks the code for one subject. Refusals for supply are counted as stock-outs and retried
+the next day.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from app.adapters.simulation.service import Credentials, Setup, StudySetup
+
+
+@dataclass
+class SimSubject:
+    study: str
+    subject_id: str
+    site: str
+    weight: float
+    randomized_day: int | None = None
+    next_visit: int = 0
+    discontinued: bool = False
+
+
+@dataclass
+class Results:
+    days: int = 0
+    enrolled_by_day: dict[str, list[int]] = field(default_factory=dict)
+    stock_by_day: dict[str, list[int]] = field(default_factory=dict)
+    shipments_received: Counter[str] = field(default_factory=Counter)
+    kits_received: Counter[str] = field(default_factory=Counter)
+    kits_damaged: Counter[str] = field(default_factory=Counter)
+    kits_dispensed: Counter[str] = field(default_factory=Counter)
+    visits_dispensed: Counter[str] = field(default_factory=Counter)
+    stock_outs: Counter[str] = field(default_factory=Counter)
+    missed_visits: Counter[str] = field(default_factory=Counter)
+    discontinued: Counter[str] = field(default_factory=Counter)
+    unblinded: list[str] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    allocations: list[dict[str, str]] = field(default_factory=list)
+
+
+class Api:
+    """An HTTP client that gets and refreshes tokens and times every call by endpoint."""
+
+    def __init__(self, base_url: str, results: Results) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.results = results
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def token(self, creds: Credentials, fresh: bool = False) -> str:
+        cached = self._tokens.get(creds.client_id)
+        if cached and not fresh and cached[1] > time.monotonic() + 30:
+            return cached[0]
+        response = self.call(
+            "POST",
+            "/oauth/token",
+            None,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+            },
+        )
+        body = response.json()
+        self._tokens[creds.client_id] = (
+            body["access_token"],
+            time.monotonic() + body["expires_in"],
+        )
+        return str(body["access_token"])
+
+    def call(
+        self,
+        method: str,
+        template: str,
+        creds: Credentials | None,
+        fresh: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        params = kwargs.pop("path", {})
+        headers = kwargs.pop("headers", {})
+        if creds is not None:
+            headers["Authorization"] = f"Bearer {self.token(creds, fresh)}"
+        started = time.perf_counter()
+        response = self.http.request(method, template.format(**params), headers=headers, **kwargs)
+        self.results.latency[f"{method} {template}"].append(time.perf_counter() - started)
+        if response.status_code >= 500:
+            self.results.errors[f"{method} {template} {response.status_code}"] += 1
+        return response
+
+
+class Simulation:
+    def __init__(
+        self,
+        setup: Setup,
+        subjects_per_study: int,
+        enrollment_days: int,
+        seed: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.setup = setup
+        self.results = Results()
+        self.api = Api(setup.url, self.results)
+        self.rng = random.Random(seed)
+        self.subjects: list[SimSubject] = []
+        self.enrollment_days = enrollment_days
+        self.progress = progress
+        last_visit = max(day for s in setup.studies.values() for _, day in s.visits)
+        self.total_days = enrollment_days + last_visit + 2
+        self.arrivals: dict[int, list[str]] = defaultdict(list)
+        for slug in setup.studies:
+            for _ in range(subjects_per_study):
+                self.arrivals[self.rng.randrange(enrollment_days)].append(slug)
+        self.unblind_day = enrollment_days // 2 + 5
+
+    # --- a day -----------------------------------------------------------------------------
+
+    def run(self) -> Results:
+        for day in range(self.total_days):
+            if day:
+                self.api.call(
+                    "POST",
+                    "/api/v1/simulation/clock",
+                    self.setup.admin,
+                    json={"days": 1},
+                )
+            for study in self.setup.studies.values():
+                self.receive_shipments(study)
+            for slug in self.arrivals.get(day, []):
+                self.enroll(self.setup.studies[slug], day)
+            self.retry_waiting(day)
+            self.dose(day)
+            if day == self.unblind_day:
+                self.emergency_unblinding()
+            self.sample(day)
+            if self.progress:
+                self.progress(day + 1, self.total_days)
+        self.results.days = self.total_days
+        self.export()
+        return self.results
+
+    def receive_shipments(self, study: StudySetup) -> None:
+        for site, creds in study.pharmacists.items():
+            response = self.api.call(
+                "GET",
+                "/api/v1/studies/{study}/shipments",
+                creds,
+                path={"study": study.slug},
+                params={"site_id": site},
+            )
+            if response.status_code != 200:
+                continue
+            for shipment in response.json()["shipments"]:
+                if shipment["status"] != "in_transit":
+                    continue
+                damaged = []
+                if shipment["kit_numbers"] and self.rng.random() < 0.05:
+                    damaged = [self.rng.choice(shipment["kit_numbers"])]
+                receipt = self.api.call(
+                    "POST",
+                    "/api/v1/studies/{study}/shipments/{shipment}/receipt",
+                    creds,
+                    path={"study": study.slug, "shipment": shipment["shipment_id"]},
+                    json={"damaged_kit_numbers": damaged},
+                )
+                if receipt.status_code in (200, 201):
+                    self.results.shipments_received[study.slug] += 1
+                    self.results.kits_received[study.slug] += len(shipment["kit_numbers"])
+                    self.results.kits_damaged[study.slug] += len(damaged)
+
+    def enroll(self, study: StudySetup, day: int) -> None:
+        number = sum(1 for s in self.subjects if s.study == study.slug) + 1
+        subject = SimSubject(
+            study=study.slug,
+            subject_id=f"{study.slug.upper()}-{number:04d}",
+            site=self.rng.choice(study.sites),
+            weight=round(self.rng.uniform(48, 125), 1),
+        )
+        strata = {factor: self.rng.choice(levels) for factor, levels in study.factors.items()}
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects",
+            study.edc,
+            path={"study": study.slug},
+            json={"subject_id": subject.subject_id, "site_id": subject.site, "strata": strata},
+        )
+        if response.status_code != 201:
+            self.results.errors[f"register {response.json().get('code')}"] += 1
+            return
+        self.subjects.append(subject)
+        self.randomize(subject, day)
+
+    def randomize(self, subject: SimSubject, day: int) -> None:
+        study = self.setup.studies[subject.study]
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/randomization",
+            study.edc,
+            path={"study": study.slug, "subject": subject.subject_id},
+            json={"weight_kg": subject.weight},
+            headers={"Idempotency-Key": f"rand-{subject.subject_id}"},
+        )
+        if response.status_code == 201:
+            subject.randomized_day = day
+            subject.next_visit = 1
+            body = response.json()
+            kits = len((body.get("dispensation") or {}).get("kits", []))
+            self.results.kits_dispensed[study.slug] += kits
+            self.results.visits_dispensed[study.slug] += 1
+        elif response.status_code == 409 and response.json().get("code") == "insufficient_supply":
+            self.results.stock_outs[study.slug] += 1
+        else:
+            self.results.errors[f"randomize {response.json().get('code')}"] += 1
+
+    def retry_waiting(self, day: int) -> None:
+        for subject in self.subjects:
+            if subject.randomized_day is None and not subject.discontinued:
+                self.randomize(subject, day)
+
+    def dose(self, day: int) -> None:
+        for subject in self.subjects:
+            if subject.randomized_day is None or subject.discontinued:
+                continue
+            study = self.setup.studies[subject.study]
+            if subject.next_visit >= len(study.visits):
+                continue
+            code, visit_day = study.visits[subject.next_visit]
+            due = subject.randomized_day + visit_day
+            if day < due:
+                continue
+            subject.weight = round(subject.weight * self.rng.uniform(0.98, 1.02), 1)
+            response = self.api.call(
+                "POST",
+                "/api/v1/studies/{study}/subjects/{subject}/dispensations",
+                study.pharmacists[subject.site],
+                path={"study": study.slug, "subject": subject.subject_id},
+                json={"visit": code, "weight_kg": subject.weight},
+                headers={"Idempotency-Key": f"disp-{subject.subject_id}-{code}"},
+            )
+            if response.status_code == 201:
+                self.results.kits_dispensed[study.slug] += len(response.json()["kits"])
+                self.results.visits_dispensed[study.slug] += 1
+                subject.next_visit += 1
+                if self.rng.random() < 0.015:
+                    subject.discontinued = True
+                    self.results.discontinued[study.slug] += 1
+                continue
+            code_text = response.json().get("code")
+            if code_text == "insufficient_supply":
+                self.results.stock_outs[study.slug] += 1
+            elif code_text == "visit_not_allowed":
+                self.results.missed_visits[study.slug] += 1
+                subject.discontinued = True
+            else:
+                self.results.errors[f"dispense {code_text}"] += 1
+
+    def emergency_unblinding(self) -> None:
+        candidates = [s for s in self.subjects if s.randomized_day is not None]
+        if not candidates:
+            return
+        subject = self.rng.choice(candidates)
+        study = self.setup.studies[subject.study]
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/unblinding",
+            study.investigators[subject.site],
+            fresh=True,
+            path={"study": study.slug, "subject": subject.subject_id},
+            json={"reason": "suspected serious adverse reaction; treating physician must know"},
+        )
+        if response.status_code == 200:
+            self.results.unblinded.append(subject.subject_id)
+        else:
+            self.results.errors[f"unblinding {response.json().get('code')}"] += 1
+
+    def sample(self, day: int) -> None:
+        for study in self.setup.studies.values():
+            enrolled = sum(
+                1 for s in self.subjects if s.study == study.slug and s.randomized_day is not None
+            )
+            self.results.enrolled_by_day.setdefault(study.slug, []).append(enrolled)
+            for site in study.sites:
+                response = self.api.call(
+                    "GET",
+                    "/api/v1/studies/{study}/sites/{site}/inventory",
+                    self.setup.supply_manager,
+                    path={"study": study.slug, "site": site},
+                )
+                if response.status_code == 200:
+                    available = int(response.json()["counts"].get("at_site", 0))
+                    self.results.stock_by_day.setdefault(f"{study.slug} {site}", []).append(
+                        available
+                    )
+
+    def export(self) -> None:
+        response = self.api.call(
+            "GET",
+            "/api/v1/pooled/allocations",
+            self.setup.statistician,
+            params={"studies": ",".join(self.setup.studies)},
+        )
+        if response.status_code == 200:
+            self.results.allocations = list(csv.DictReader(io.StringIO(response.text)))
+        else:
+            self.results.errors[f"pooled export {response.status_code}"] += 1
+
+
+def latency_rows(results: Results) -> list[tuple[str, int, float, float, float]]:
+    """(endpoint, calls, p50 ms, p99 ms, max ms), slowest p99 first."""
+    rows = []
+    for endpoint, samples in results.latency.items():
+        ordered = sorted(samples)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        rows.append(
+            (
+                endpoint,
+                len(ordered),
+                statistics.median(ordered) * 1000,
+                p99 * 1000,
+                ordered[-1] * 1000,
+            )
+        )
+    return sorted(rows, key=lambda r: -r[3])
+
+
+def balance_rows(results: Results) -> list[tuple[str, str, dict[str, int]]]:
+    """(study, stratum, counts by arm) from the statistician's export."""
+    table: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for row in results.allocations:
+        table[(row["study"], row["stratum"])][row["arm"]] += 1
+    return [(study, stratum, dict(counts)) for (study, stratum), counts in sorted(table.items())]

@@ -1,0 +1,224 @@
+"""The pharmacist's and supply manager's pages: kit lookup (the check digit checked as the
+number is typed, and again by the use case), inventory by status, shipments and their
+receipt, temperature excursions. Blinded throughout: kit numbers and counts, no kit type."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from app.adapters.api.problems import status_for
+from app.adapters.web.core import Page, page
+from app.adapters.web.messages import error_message
+from app.domain.access import Action
+from app.domain.errors import DomainError
+from app.services import supply
+
+router = APIRouter(prefix="/ui/studies/{study}", include_in_schema=False)
+Code = Annotated[str, Path(min_length=1, max_length=32)]
+Text = Annotated[str, Form(max_length=20000)]
+_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _sites(ctx: Page) -> list[str]:
+    assert ctx.study is not None
+    allowed = ctx.principal.sites_in(ctx.study.slug)
+    return [s.code for s in ctx.study.sites if allowed is None or s.code in allowed]
+
+
+@router.get("/kits")
+def kit_lookup(
+    ctx: Annotated[Page, Depends(page(Action.KIT_READ))], kit_number: str = ""
+) -> Response:
+    assert ctx.study is not None
+    typed = kit_number.strip()[:40]
+    if not typed:
+        return ctx.render("kit.html", kit_number="", kit=None)
+    try:
+        kit = supply.lookup_kit(ctx.uow(), ctx.principal, ctx.study.slug, typed)
+    except DomainError as exc:
+        return ctx.render(
+            "kit.html",
+            status=status_for(exc),
+            kit_number=typed,
+            kit=None,
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render("kit.html", kit_number=kit.kit_number, kit=kit)
+
+
+@router.get("/inventory")
+def inventory(
+    ctx: Annotated[Page, Depends(page(Action.INVENTORY_READ))], site: str = ""
+) -> Response:
+    assert ctx.study is not None
+    sites = _sites(ctx)
+    chosen = site if site in sites else (sites[0] if sites else "")
+    if not chosen:
+        return ctx.render("inventory.html", sites=sites, site="", inventory=None)
+    try:
+        found = supply.site_inventory(ctx.uow(), ctx.principal, ctx.study.slug, chosen)
+    except DomainError as exc:
+        return ctx.render(
+            "inventory.html",
+            status=status_for(exc),
+            sites=sites,
+            site=chosen,
+            inventory=None,
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render("inventory.html", sites=sites, site=chosen, inventory=found)
+
+
+@router.get("/shipments")
+def shipments(
+    ctx: Annotated[Page, Depends(page(Action.SHIPMENT_READ))], site: str = ""
+) -> Response:
+    assert ctx.study is not None
+    sites = _sites(ctx)
+    chosen = site if site in sites else None
+    try:
+        found = supply.list_shipments(ctx.uow(), ctx.principal, ctx.study.slug, chosen)
+    except DomainError as exc:
+        return ctx.render(
+            "shipments.html",
+            status=status_for(exc),
+            sites=sites,
+            site=chosen or "",
+            shipments=[],
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    # Waiting shipments first, then by code: an order that says nothing about contents.
+    ordered = sorted(found, key=lambda s: (s.status != "in_transit", s.code))
+    return ctx.render("shipments.html", sites=sites, site=chosen or "", shipments=ordered)
+
+
+def _shipment_page(ctx: Page, code: str, status: int = 200, **values: object) -> Response:
+    assert ctx.study is not None
+    try:
+        found = supply.get_shipment(ctx.uow(), ctx.principal, ctx.study.slug, code)
+    except DomainError as exc:
+        return ctx.render(
+            "shipments.html",
+            status=status_for(exc),
+            sites=_sites(ctx),
+            site="",
+            shipments=[],
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render(
+        "shipment.html",
+        status=status,
+        shipment=found,
+        may_receive=ctx.principal.may(Action.SHIPMENT_RECEIVE) and found.status == "in_transit",
+        done=ctx.request.query_params.get("done"),
+        **values,
+    )
+
+
+@router.get("/shipments/{code}")
+def shipment(ctx: Annotated[Page, Depends(page(Action.SHIPMENT_READ))], code: Code) -> Response:
+    return _shipment_page(ctx, code)
+
+
+@router.post("/shipments/{code}/receipt")
+async def receive(
+    request: Request,
+    ctx: Annotated[Page, Depends(page(Action.SHIPMENT_RECEIVE))],
+    code: Code,
+) -> Response:
+    assert ctx.study is not None
+    form = await request.form()
+    damaged = [str(v) for v in form.getlist("damaged")][:1000]
+    try:
+        await run_in_threadpool(
+            supply.receive_shipment, ctx.uow(), ctx.principal, ctx.study.slug, code, damaged
+        )
+    except DomainError as exc:
+        return await run_in_threadpool(
+            _shipment_page, ctx, code, status_for(exc), error=error_message(exc, ctx.lang.gettext)
+        )
+    return ctx.redirect(f"{ctx.base}/shipments/{code}?done=received")
+
+
+@router.get("/excursions/new")
+def excursion_form(ctx: Annotated[Page, Depends(page(Action.EXCURSION_REPORT))]) -> Response:
+    return ctx.render("excursion_new.html", sites=_sites(ctx), values={})
+
+
+@router.post("/excursions/new")
+def report_excursion(
+    ctx: Annotated[Page, Depends(page(Action.EXCURSION_REPORT))],
+    site: Text = "",
+    shipment_code: Text = "",
+    kit_numbers: Text = "",
+    description: Text = "",
+) -> Response:
+    assert ctx.study is not None
+    values = {
+        "site": site,
+        "shipment_code": shipment_code,
+        "kit_numbers": kit_numbers,
+        "description": description,
+    }
+    numbers = [n for n in _SPLIT.split(kit_numbers.strip()) if n]
+    try:
+        if not description.strip():
+            raise supply.InvalidSupplyRequest("a description is required")
+        result = supply.report_excursion(
+            ctx.uow(),
+            ctx.principal,
+            ctx.study.slug,
+            description.strip(),
+            site=site or None,
+            kit_numbers=numbers or None,
+            shipment_code=shipment_code.strip() or None,
+        )
+    except DomainError as exc:
+        return ctx.render(
+            "excursion_new.html",
+            status=status_for(exc),
+            sites=_sites(ctx),
+            values=values,
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render("excursion_new.html", sites=_sites(ctx), values={}, reported=result)
+
+
+@router.get("/excursions/resolve")
+def resolve_form(ctx: Annotated[Page, Depends(page(Action.SUPPLY_MANAGE))]) -> Response:
+    return ctx.render("excursion_resolve.html", values={})
+
+
+@router.post("/excursions/resolve")
+def resolve_excursion(
+    ctx: Annotated[Page, Depends(page(Action.SUPPLY_MANAGE))],
+    excursion_code: Text = "",
+    decision: Text = "",
+    reason: Text = "",
+) -> Response:
+    assert ctx.study is not None
+    values = {"excursion_code": excursion_code, "decision": decision, "reason": reason}
+    try:
+        if not reason.strip():
+            raise supply.InvalidSupplyRequest("a reason is required")
+        result = supply.resolve_excursion(
+            ctx.uow(),
+            ctx.principal,
+            ctx.study.slug,
+            excursion_code.strip(),
+            decision,
+            reason.strip(),
+        )
+    except DomainError as exc:
+        return ctx.render(
+            "excursion_resolve.html",
+            status=status_for(exc),
+            values=values,
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render("excursion_resolve.html", values={}, resolved=result)

@@ -1,0 +1,185 @@
+"""Subjects at the investigator's and pharmacist's sites: register, randomize (blinded
+result), the subject's status, dispensing a visit. The use cases are the API's."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from app.adapters.api.problems import status_for
+from app.adapters.web.core import Page, page
+from app.adapters.web.messages import InvalidInput, error_message
+from app.domain.access import Action
+from app.domain.errors import DomainError
+from app.domain.subjects import SubjectStatus
+from app.services import randomization as rnd
+from app.services import supply
+from app.services.subjects import SubjectView, subject_status
+
+router = APIRouter(prefix="/ui/studies/{study}", include_in_schema=False)
+
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SubjectId = Annotated[str, Path(pattern=SUBJECT_ID.pattern)]
+Text = Annotated[str, Form(max_length=2000)]
+
+
+def _weight(text: str, required: bool) -> Decimal | None:
+    cleaned = text.strip().replace(",", ".")
+    if not cleaned:
+        if required:
+            raise InvalidInput("a weight is required")
+        return None
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise InvalidInput("the weight is not a number") from None
+    if not value.is_finite() or value <= 0 or value > 500:
+        raise InvalidInput("the weight is out of range")
+    return value
+
+
+def _my_sites(ctx: Page) -> list[str]:
+    assert ctx.study is not None
+    allowed = ctx.principal.sites_in(ctx.study.slug)
+    return [s.code for s in ctx.study.sites if allowed is None or s.code in allowed]
+
+
+def _new_form(ctx: Page, status: int = 200, **values: object) -> Response:
+    return ctx.render("subject_new.html", status=status, sites=_my_sites(ctx), **values)
+
+
+@router.get("/subjects/new")
+def new_subject(ctx: Annotated[Page, Depends(page(Action.SUBJECT_REGISTER))]) -> Response:
+    return _new_form(ctx, values={})
+
+
+@router.post("/subjects/new")
+async def register(
+    request: Request, ctx: Annotated[Page, Depends(page(Action.SUBJECT_REGISTER))]
+) -> Response:
+    form = await request.form()
+    return await _run_register(ctx, form)
+
+
+async def _run_register(ctx: Page, form: FormData) -> Response:
+    assert ctx.study is not None
+    subject_id = str(form.get("subject_id", "")).strip()
+    site = str(form.get("site", ""))
+    strata = {
+        f.code: str(form.get(f"stratum_{f.code}", ""))
+        for f in ctx.study.factors
+        if form.get(f"stratum_{f.code}")
+    }
+    values = {
+        "subject_id": subject_id,
+        "site": site,
+        **{f"stratum_{k}": v for k, v in strata.items()},
+    }
+    try:
+        if not SUBJECT_ID.match(subject_id):
+            raise InvalidInput("the subject id is not valid")
+        await run_in_threadpool(
+            rnd.register_subject, ctx.uow(), ctx.principal, ctx.study.slug, subject_id, site, strata
+        )
+    except DomainError as exc:
+        return _new_form(
+            ctx, status_for(exc), values=values, error=error_message(exc, ctx.lang.gettext)
+        )
+    return ctx.redirect(f"{ctx.base}/subjects/{subject_id}?done=registered")
+
+
+@router.get("/subjects")
+def find_subject(
+    ctx: Annotated[Page, Depends(page(Action.SUBJECT_READ))], subject_id: str = ""
+) -> Response:
+    subject_id = subject_id.strip()
+    if subject_id and SUBJECT_ID.match(subject_id):
+        return ctx.redirect(f"{ctx.base}/subjects/{subject_id}")
+    error = None
+    if subject_id:
+        error = error_message(InvalidInput("bad id"), ctx.lang.gettext)
+    return ctx.render(
+        "subject_find.html", status=422 if error else 200, error=error, subject_id=subject_id
+    )
+
+
+def _subject_page(ctx: Page, subject_id: str, status: int = 200, **values: object) -> Response:
+    assert ctx.study is not None
+    try:
+        view: SubjectView | None = subject_status(
+            ctx.uow(), ctx.principal, ctx.study.slug, subject_id
+        )
+    except DomainError as exc:
+        return ctx.render(
+            "subject_find.html",
+            status=status_for(exc),
+            error=error_message(exc, ctx.lang.gettext),
+            subject_id=subject_id,
+        )
+    assert view is not None
+    done = {d.visit for d in view.dispensations}
+    return ctx.render(
+        "subject.html",
+        status=status,
+        view=view,
+        subject=view.subject,
+        registered=view.subject.status is SubjectStatus.REGISTERED,
+        randomized=view.subject.status is SubjectStatus.RANDOMIZED,
+        may_randomize=ctx.principal.may(Action.SUBJECT_RANDOMIZE),
+        may_dispense=ctx.principal.may(Action.DISPENSE),
+        may_unblind=ctx.principal.may(Action.UNBLIND),
+        open_visits=[v for v in ctx.study.visits if v not in done],
+        done=ctx.request.query_params.get("done"),
+        **values,
+    )
+
+
+@router.get("/subjects/{subject_id}")
+def show_subject(
+    ctx: Annotated[Page, Depends(page(Action.SUBJECT_READ))], subject_id: SubjectId
+) -> Response:
+    return _subject_page(ctx, subject_id)
+
+
+@router.post("/subjects/{subject_id}/randomization")
+def randomize(
+    ctx: Annotated[Page, Depends(page(Action.SUBJECT_RANDOMIZE))],
+    subject_id: SubjectId,
+    weight_kg: Text = "",
+) -> Response:
+    assert ctx.study is not None
+    try:
+        weight = _weight(weight_kg, required=False)
+        rnd.randomize(ctx.uow(), ctx.principal, ctx.study.slug, subject_id, weight)
+    except DomainError as exc:
+        return _subject_page(
+            ctx, subject_id, status_for(exc), error=error_message(exc, ctx.lang.gettext)
+        )
+    return ctx.redirect(f"{ctx.base}/subjects/{subject_id}?done=randomized")
+
+
+@router.post("/subjects/{subject_id}/dispensations")
+def dispense(
+    ctx: Annotated[Page, Depends(page(Action.DISPENSE))],
+    subject_id: SubjectId,
+    visit: Text = "",
+    weight_kg: Text = "",
+) -> Response:
+    assert ctx.study is not None
+    try:
+        weight = _weight(weight_kg, required=True)
+        assert weight is not None
+        supply.record_dispensation(
+            ctx.uow(), ctx.principal, ctx.study.slug, subject_id, visit, weight
+        )
+    except DomainError as exc:
+        return _subject_page(
+            ctx, subject_id, status_for(exc), error=error_message(exc, ctx.lang.gettext)
+        )
+    return ctx.redirect(f"{ctx.base}/subjects/{subject_id}?done=dispensed")

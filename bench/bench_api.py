@@ -1,0 +1,248 @@
+"""Randomizations and dispensations per second through the HTTP API, with several clients,
+on PostgreSQL (or SQLite), with the load generator on the same machine.
+
+Run: .venv/bin/python bench/bench_api.py [--clients 16 --workers 2 --subjects 800]
+Targets (issues 5 and 7): >= 400 randomizations/s and >= 300 dispensations/s with 16
+clients, p99 under 100 ms, on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from queue import Empty, Queue
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.adapters.crypto.keyring import init_keys
+from app.adapters.db import migrate
+from app.adapters.db.engine import make_engine
+from app.adapters.studyfiles.codec import canonical, parse_document, to_domain
+from app.bootstrap import bootstrap
+from app.domain.access import Principal
+from app.domain.audit import Actor
+from app.domain.roles import Role
+from app.services import randomization as rnd
+from app.services import supply
+from app.services.clients import create_client
+from app.services.studies import load_study
+from app.settings import Settings
+from bench.common import fresh_database, report, synthetic_study, versus
+
+ACTOR = Actor("bench", "operator")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare(url: str, keys: Path, sites: int, subjects: int) -> dict[str, Any]:
+    """Study, list, kits received at every site, subjects registered, clients made."""
+    # The example study's own supply levels: a realistic site holds a few dozen kits.
+    doc = synthetic_study(sites, cap=max(24, subjects // (sites * 4) * 3 + 12))
+    doc["supply"]["kits_per_lot"] = 5000
+    parsed = parse_document(doc, "bench")
+    study = to_domain(parsed)
+    document, _raw, sha = canonical(parsed)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    container = bootstrap(Settings(database_url=url, keys_dir=keys), engine=engine)
+    load_study(container.uow(ACTOR), study, document, sha)
+    rnd.generate_list(container.uow(ACTOR), "bench", "bench")
+    kits = supply.generate_kits(container.uow(ACTOR), "bench")
+    admin = Principal("bench", Role.ADMIN, None)
+    for shipment in kits.shipments:
+        pharmacist = Principal(
+            "bench", Role.PHARMACIST, frozenset({"bench"}), {"bench": frozenset({shipment.site})}
+        )
+        supply.receive_shipment(container.uow(ACTOR), pharmacist, "bench", shipment.code, [])
+    edc = Principal("bench", Role.EDC, frozenset({"bench"}))
+    codes = [s.code for s in study.sites]
+    ids = []
+    for i in range(subjects):
+        subject_id = f"B-{i:05d}"
+        rnd.register_subject(
+            container.uow(ACTOR),
+            edc,
+            "bench",
+            subject_id,
+            codes[i % len(codes)],
+            {"shock": "yes" if i % 2 else "no", "age": "lt65" if i % 3 else "ge65"},
+        )
+        ids.append(subject_id)
+    issued = create_client(
+        container.uow(ACTOR),
+        container.hasher,
+        name="bench-edc",
+        role=Role.EDC,
+        studies=["bench"],
+        sites=[],
+    )
+    container.dispose()
+    del admin
+    return {"subjects": ids, "edc": (issued.client.client_id, issued.secret)}
+
+
+def run_load(
+    base: str,
+    token: str,
+    items: list[str],
+    clients: int,
+    request: Callable[[httpx.Client, str], httpx.Response],
+) -> dict[str, Any]:
+    queue: Queue[str] = Queue()
+    for item in items:
+        queue.put(item)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as http:
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except Empty:
+                    return
+                started = time.perf_counter()
+                response = request(http, item)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    if response.status_code != 201:
+                        failures.append(f"{response.status_code} {response.text[:120]}")
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
+        "per_s": len(ordered) / wall,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--subjects", type=int, default=800)
+    parser.add_argument("--sites", type=int, default=0, help="default: one per 2 subjects")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(args.backend) as url:
+        keys = Path(tmp) / "keys"
+        init_keys(keys)
+        sites = args.sites or max(16, args.subjects // 2)
+        prepared = prepare(url, keys, sites, args.subjects)
+        port = _free_port()
+        clock = Path(tmp) / "clock"
+        env = {
+            **os.environ,
+            "IWRS_DATABASE_URL": url,
+            "IWRS_KEYS_DIR": str(keys),
+            "IWRS_PORT": str(port),
+            "IWRS_LOG_LEVEL": "WARNING",
+            "IWRS_SIMULATION_CLOCK_FILE": str(clock),
+        }
+        server = subprocess.Popen(  # noqa: S603 - our own service
+            [
+                sys.executable,
+                "-m",
+                "app.adapters.cli.main",
+                "serve",
+                "--workers",
+                str(args.workers),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            client_id, secret = prepared["edc"]
+            token = httpx.post(
+                f"{base}/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            ).json()["access_token"]
+            randomized = run_load(
+                base,
+                token,
+                prepared["subjects"],
+                args.clients,
+                lambda http, sid: http.post(
+                    f"/api/v1/studies/bench/subjects/{sid}/randomization", json={"weight_kg": 70}
+                ),
+            )
+            clock.write_text(str(3 * 86400))
+            dispensed = run_load(
+                base,
+                token,
+                prepared["subjects"],
+                args.clients,
+                lambda http, sid: http.post(
+                    f"/api/v1/studies/bench/subjects/{sid}/dispensations",
+                    json={"visit": "D4", "weight_kg": 71},
+                ),
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    report(
+        f"api_{args.backend}",
+        {
+            "clients": args.clients,
+            "sites": sites,
+            "server_workers": args.workers,
+            "randomizations": randomized["requests"],
+            "randomization_failures": randomized["failures"],
+            "randomizations_per_s": versus(randomized["per_s"], 400, lower_is_better=False),
+            "randomization_p50_ms": round(randomized["p50_ms"], 1),
+            "randomization_p99_ms": versus(randomized["p99_ms"], 100),
+            "dispensations": dispensed["requests"],
+            "dispensation_failures": dispensed["failures"],
+            "dispensations_per_s": versus(dispensed["per_s"], 300, lower_is_better=False),
+            "dispensation_p50_ms": round(dispensed["p50_ms"], 1),
+            "dispensation_p99_ms": versus(dispensed["p99_ms"], 100),
+            "first_failure": randomized["first_failure"] or dispensed["first_failure"],
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
