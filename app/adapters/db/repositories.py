@@ -33,10 +33,18 @@ class SqlStudyRepository:
         return self._session.scalars(query).first()
 
     def _stored(self, row: StudyRow) -> StoredStudy:
+        # Decoded once per process for each stored version: a definition never changes
+        # under its envelope (the envelope is part of the key).
+        key = (row.slug, row.definition_sealed)
+        cached = self._keys.studies.get(key)
+        if cached is not None:
+            return cached
         cipher = self._keys.cipher(self._session, row.id, row.slug)
         raw = cipher.open(DEFINITION_KIND, row.slug, Sealed(row.definition_sealed))
         document, study = decode_stored(raw)
-        return StoredStudy(row.slug, row.version, row.definition_sha256, study, document)
+        stored = StoredStudy(row.slug, row.version, row.definition_sha256, study, document)
+        self._keys.studies.put(key, stored)
+        return stored
 
     def get(self, slug: str, *, for_update: bool = False) -> StoredStudy | None:
         row = self._row(slug, for_update=for_update)

@@ -18,8 +18,9 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, insert, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
+from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
     DepotRow,
     DispensationRow,
@@ -49,9 +50,22 @@ KIT_TYPE_KIND = "kit_type"
 
 
 class SqlSupplyRepository(_StudyScoped):
+    def __init__(self, session: Session, keys: KeyService) -> None:
+        super().__init__(session, keys)
+        self._places: dict[tuple[str, str, str], int] = {}
+        # Stock read in this transaction, until a kit moves: a dispensing reads its site's
+        # stock for the gate, the choice and the resupply check.
+        self._stock_memo: dict[tuple[str, str, str | None, str | None], list[KitCandidate]] = {}
+
     # --- places ---------------------------------------------------------------------------
 
     def _site_id(self, study: str, code: str) -> int:
+        key = ("site", study, code)
+        if key not in self._places:
+            self._places[key] = self._find_site_id(study, code)
+        return self._places[key]
+
+    def _find_site_id(self, study: str, code: str) -> int:
         found = self._session.scalar(
             select(SiteRow.id).where(
                 SiteRow.study_id == self._study_id(study), SiteRow.code == code
@@ -62,6 +76,12 @@ class SqlSupplyRepository(_StudyScoped):
         return found
 
     def _depot_id(self, study: str, code: str) -> int:
+        key = ("depot", study, code)
+        if key not in self._places:
+            self._places[key] = self._find_depot_id(study, code)
+        return self._places[key]
+
+    def _find_depot_id(self, study: str, code: str) -> int:
         found = self._session.scalar(
             select(DepotRow.id).where(
                 DepotRow.study_id == self._study_id(study), DepotRow.code == code
@@ -91,6 +111,7 @@ class SqlSupplyRepository(_StudyScoped):
         )
 
     def add_kits(self, study: str, kits: Sequence[NewKit], at: datetime) -> None:
+        self._stock_memo.clear()
         study_id = self._study_id(study)
         cipher = self._cipher(study)
         lots: dict[str, LotRow] = {}
@@ -132,6 +153,14 @@ class SqlSupplyRepository(_StudyScoped):
         *,
         site: str | None = None,
         depot: str | None = None,
+    ) -> list[KitCandidate]:
+        memo_key = (study, status.value, site, depot)
+        if memo_key not in self._stock_memo:
+            self._stock_memo[memo_key] = self._read_stock(study, status, site, depot)
+        return list(self._stock_memo[memo_key])
+
+    def _read_stock(
+        self, study: str, status: KitStatus, site: str | None, depot: str | None
     ) -> list[KitCandidate]:
         query = select(
             KitRow.id, KitRow.kit_number, KitRow.kit_type_sealed, KitRow.expiry_date
@@ -175,6 +204,7 @@ class SqlSupplyRepository(_StudyScoped):
         subject_pk: int | None = None,
         dispensation_id: int | None = None,
     ) -> bool:
+        self._stock_memo.clear()
         values: dict[str, Any] = {"status": new.value, "updated_at": datetime.now(UTC)}
         if new is KitStatus.QUARANTINED:
             values["quarantined_from"] = expected.value
