@@ -37,7 +37,7 @@ class SqlStudyRepository:
         # under its envelope (the envelope is part of the key).
         key = (row.slug, row.definition_sealed)
         cached = self._keys.studies.get(key)
-        if cached is not None:
+        if isinstance(cached, StoredStudy):
             return cached
         cipher = self._keys.cipher(self._session, row.id, row.slug)
         raw = cipher.open(DEFINITION_KIND, row.slug, Sealed(row.definition_sealed))
