@@ -655,6 +655,7 @@ def replace_kit(
     rng = rng or SecretsRandom()
     with uow:
         study = _study(uow, principal, slug)
+        ensure_not_locked(uow, slug)
         subject, _arm = _randomized_subject(uow, principal, slug, subject_id)
         uow.supply.lock_site(slug, subject.site)
         dispensation = next(

@@ -23,10 +23,18 @@ from app.adapters.web.core import (
     web_config,
 )
 from app.adapters.web.messages import N_, InvalidInput
-from app.adapters.web.routes import audit, auth, pharmacy, statistician, subjects, unblinding
+from app.adapters.web.routes import (
+    arms,
+    audit,
+    auth,
+    pharmacy,
+    statistician,
+    subjects,
+    unblinding,
+)
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, subjects, audit, statistician, unblinding, pharmacy):
+for _module in (auth, subjects, audit, statistician, unblinding, pharmacy, arms):
     router.include_router(_module.router)
 
 

@@ -83,6 +83,14 @@ BY_CODE: dict[str, str] = {
     "weight_out_of_range": N_(
         "The weight is outside the study's weight bands. Check the weight, in kilograms."
     ),
+    "visit_not_dispensed": N_(
+        "No kit was handed out to this subject at this visit. Choose a visit listed under "
+        "Dispensations."
+    ),
+    "kit_not_dispensed_at_visit": N_(
+        "This kit is not one the subject holds from this visit. Check the kit number and the "
+        "visit under Dispensations."
+    ),
     "no_kit_to_quarantine": N_(
         "None of these kits can be quarantined (dispensed or written off already)."
     ),

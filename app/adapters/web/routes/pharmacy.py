@@ -5,6 +5,7 @@ receipt, temperature excursions. Blinded throughout: kit numbers and counts, no 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -16,7 +17,9 @@ from app.adapters.web.core import Page, page
 from app.adapters.web.messages import error_message
 from app.domain.access import Action
 from app.domain.errors import DomainError
+from app.domain.study import Study
 from app.services import supply
+from app.services.studies import get_study
 
 router = APIRouter(prefix="/ui/studies/{study}", include_in_schema=False)
 Code = Annotated[str, Path(min_length=1, max_length=32)]
@@ -222,3 +225,57 @@ def resolve_excursion(
             error=error_message(exc, ctx.lang.gettext),
         )
     return ctx.render("excursion_resolve.html", values={}, resolved=result)
+
+
+# --- the resupply settings, blinded ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LevelsView:
+    """One set of levels; `number` is its rank among the study's level sets sorted by value,
+    never by kit type code, so it says nothing about which type it is."""
+
+    number: int
+    initial: int
+    trigger: int
+    resupply: int
+
+
+@dataclass(frozen=True, slots=True)
+class SupplySettingsView:
+    """The study's resupply settings as a blinded supply manager may see them: levels without
+    any kit type code or label (one row when every type shares them), and the lot rules."""
+
+    levels: tuple[LevelsView, ...]
+    same_for_every_type: bool
+    do_not_dispense_days: int
+    kits_per_lot: int
+    lot_shelf_life_days: int
+
+    @classmethod
+    def of(cls, study: Study) -> SupplySettingsView:
+        config = study.supply
+        values = sorted({(lv.initial, lv.trigger, lv.resupply) for lv in config.levels.values()})
+        return cls(
+            levels=tuple(LevelsView(n, *v) for n, v in enumerate(values, start=1)),
+            same_for_every_type=len(values) <= 1,
+            do_not_dispense_days=config.do_not_dispense_days,
+            kits_per_lot=config.kits_per_lot,
+            lot_shelf_life_days=config.lot_shelf_life_days,
+        )
+
+
+@router.get("/supply-settings")
+def supply_settings(ctx: Annotated[Page, Depends(page(Action.SUPPLY_MANAGE))]) -> Response:
+    """Read only: the settings come from the study file (changed by loading a new version)."""
+    assert ctx.study is not None
+    try:
+        stored = get_study(ctx.uow(), ctx.study.slug, ctx.principal.studies)
+    except DomainError as exc:
+        return ctx.render(
+            "supply_settings.html",
+            status=status_for(exc),
+            settings=None,
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render("supply_settings.html", settings=SupplySettingsView.of(stored.study))

@@ -135,6 +135,8 @@ def _subject_page(ctx: Page, subject_id: str, status: int = 200, **values: objec
         may_dispense=ctx.principal.may(Action.DISPENSE),
         may_unblind=ctx.principal.may(Action.UNBLIND),
         open_visits=[v for v in ctx.study.visits if v not in done],
+        dispensed_visits=[v for v in ctx.study.visits if v in done],
+        replacement_reasons=supply.REPLACEMENT_REASONS,
         done=ctx.request.query_params.get("done"),
         **values,
     )
@@ -183,3 +185,32 @@ def dispense(
             ctx, subject_id, status_for(exc), error=error_message(exc, ctx.lang.gettext)
         )
     return ctx.redirect(f"{ctx.base}/subjects/{subject_id}?done=dispensed")
+
+
+@router.post("/subjects/{subject_id}/replacements")
+def replace_kit(
+    ctx: Annotated[Page, Depends(page(Action.DISPENSE))],
+    subject_id: SubjectId,
+    visit: Text = "",
+    kit_number: Text = "",
+    reason: Text = "",
+) -> Response:
+    """A kit the subject received at a visit was damaged or lost: the use case (the API's)
+    hands out a new kit of the same type; the page shows only the new kit's number."""
+    assert ctx.study is not None
+    values = {"replace_visit": visit, "replace_kit_number": kit_number.strip()[:40]}
+    try:
+        if reason not in supply.REPLACEMENT_REASONS:
+            raise InvalidInput("choose damaged or lost")
+        result = supply.replace_kit(
+            ctx.uow(), ctx.principal, ctx.study.slug, subject_id, visit, kit_number.strip(), reason
+        )
+    except DomainError as exc:
+        return _subject_page(
+            ctx,
+            subject_id,
+            status_for(exc),
+            error=error_message(exc, ctx.lang.gettext),
+            values=values,
+        )
+    return _subject_page(ctx, subject_id, replaced=result)
