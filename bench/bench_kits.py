@@ -1,7 +1,8 @@
-"""About 100,000 kits generated (masked numbers, sealed types, lots) and stored on
+"""About 100,000 kits (4 sites x 2 kit types x (initial + 3 resupplies) of 3,125)
+generated (masked numbers, sealed types, lots) and stored on
 PostgreSQL, with the initial shipments to every active site, in one transaction.
 
-Run: .venv/bin/python bench/bench_kits.py [--sites 782]
+Run: .venv/bin/python bench/bench_kits.py [--sites 4 --level 3125]
 Target (issue 7): 100,000 kits in under 5 s on the 2-core machine.
 """
 
@@ -31,11 +32,16 @@ ACTOR = Actor("bench", "operator")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sites", type=int, default=782, help="128 kits per site")
+    parser.add_argument("--sites", type=int, default=4)
+    parser.add_argument(
+        "--level", type=int, default=3125, help="initial and resupply level per kit type and site"
+    )
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
     args = parser.parse_args()
     doc = synthetic_study(args.sites, cap=24)
     doc["supply"]["kits_per_lot"] = 5000
+    for levels in doc["supply"]["levels"].values():
+        levels.update(initial=args.level, trigger=args.level // 4, resupply=args.level)
     parsed = parse_document(doc, "bench")
     study = to_domain(parsed)
     document, _raw, sha = canonical(parsed)
