@@ -19,7 +19,9 @@ from tests.web.conftest import FakeClock, Person, csrf, login
 STUDY = "iris-7a"
 UI = f"/ui/studies/{STUDY}"
 # Anything that would name an arm or a kit type (codes and labels of both studies).
-BLIND_LEAKS = re.compile(r"PLACEBO|Placebo|CYT107|KT_IL7|KT_PBO|once weekly|twice weekly|QW|BIW")
+# Arm codes (PLACEBO, CYT107_QW, CYT107_BIW), labels and kit types. Bare "QW"/"BIW" would
+# match random CSRF tokens, and every arm code carrying them also carries CYT107.
+BLIND_LEAKS = re.compile(r"PLACEBO|Placebo|CYT107|KT_IL7|KT_PBO|once weekly|twice weekly")
 
 
 def register(web: TestClient, subject_id: str, site: str = "FR01") -> object:
