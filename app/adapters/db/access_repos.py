@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,30 +26,41 @@ from app.domain.roles import Role
 from app.services.ports import AuditQuery
 
 
+def read_grants(
+    session: Session, grant: Any, owner: ColumnElement[bool]
+) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """The studies and, by study, the sites granted to a client or a user (grant rows with
+    `study_id` and an optional `site_id`)."""
+    studies: set[str] = set()
+    sites: dict[str, set[str]] = defaultdict(set)
+    query = (
+        select(StudyRow.slug, SiteRow.code)
+        .select_from(grant)
+        .join(StudyRow, StudyRow.id == grant.study_id)
+        .outerjoin(SiteRow, SiteRow.id == grant.site_id)
+        .where(owner)
+    )
+    for slug, site in session.execute(query):
+        studies.add(slug)
+        if site is not None:
+            sites[slug].add(site)
+    return frozenset(studies), {k: frozenset(v) for k, v in sites.items()}
+
+
 class SqlClientRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
     def _to_domain(self, row: ApiClientRow) -> Client:
-        studies: set[str] = set()
-        sites: dict[str, set[str]] = defaultdict(set)
-        query = (
-            select(StudyRow.slug, SiteRow.code)
-            .select_from(ApiClientGrantRow)
-            .join(StudyRow, StudyRow.id == ApiClientGrantRow.study_id)
-            .outerjoin(SiteRow, SiteRow.id == ApiClientGrantRow.site_id)
-            .where(ApiClientGrantRow.client_pk == row.id)
+        studies, sites = read_grants(
+            self._session, ApiClientGrantRow, ApiClientGrantRow.client_pk == row.id
         )
-        for slug, site in self._session.execute(query):
-            studies.add(slug)
-            if site is not None:
-                sites[slug].add(site)
         return Client(
             client_id=row.client_id,
             name=row.name,
             role=Role(row.role),
-            studies=None if row.all_studies else frozenset(studies),
-            sites={k: frozenset(v) for k, v in sites.items()},
+            studies=None if row.all_studies else studies,
+            sites=sites,
             secret_hash=row.secret_hash,
             secret_version=row.secret_version,
             disabled_at=row.disabled_at,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.adapters.crypto.user_secrets import open_user_secret, seal_user_secret
+from app.adapters.db.access_repos import read_grants
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import SiteRow, StudyRow
 from app.adapters.db.models_web import WebSessionRow, WebUserGrantRow, WebUserRow
@@ -22,25 +22,15 @@ class SqlUserRepository:
         self._keys = keys
 
     def _to_domain(self, row: WebUserRow) -> WebUser:
-        studies: set[str] = set()
-        sites: dict[str, set[str]] = defaultdict(set)
-        query = (
-            select(StudyRow.slug, SiteRow.code)
-            .select_from(WebUserGrantRow)
-            .join(StudyRow, StudyRow.id == WebUserGrantRow.study_id)
-            .outerjoin(SiteRow, SiteRow.id == WebUserGrantRow.site_id)
-            .where(WebUserGrantRow.user_pk == row.id)
+        studies, sites = read_grants(
+            self._session, WebUserGrantRow, WebUserGrantRow.user_pk == row.id
         )
-        for slug, site in self._session.execute(query):
-            studies.add(slug)
-            if site is not None:
-                sites[slug].add(site)
         return WebUser(
             user_id=row.user_id,
             email=row.email,
             role=Role(row.role),
-            studies=None if row.all_studies else frozenset(studies),
-            sites={k: frozenset(v) for k, v in sites.items()},
+            studies=None if row.all_studies else studies,
+            sites=sites,
             locale=row.locale,
             password_hash=row.password_hash,
             enrolment_hash=row.enrolment_hash,
