@@ -71,15 +71,24 @@ class StudyCipher:
         body = self._aead.encrypt(nonce, plaintext, self._aad(kind, record_id))
         return Sealed(ENVELOPE_TAG + self._version.to_bytes(2, "big") + nonce + body)
 
+    def seal_remembered(self, kind: str, record_id: str, plaintext: bytes) -> Sealed:
+        """`seal`, the envelope remembered as opened (a new kit list is read back at once)."""
+        sealed = self.seal(kind, record_id, plaintext)
+        self._remember((kind, record_id, sealed.envelope), plaintext)
+        return sealed
+
+    def _remember(self, key: tuple[str, str, bytes], plaintext: bytes) -> None:
+        if len(self._opened) >= OPENED_CACHE_SIZE:
+            self._opened.clear()
+        self._opened[key] = plaintext
+
     def open_cached(self, kind: str, record_id: str, sealed: Sealed) -> bytes:
         """`open`, remembered for this process (bounded): for records read again and again."""
         key = (kind, record_id, sealed.envelope)
         found = self._opened.get(key)
         if found is None:
             found = self.open(kind, record_id, sealed)
-            if len(self._opened) >= OPENED_CACHE_SIZE:
-                self._opened.clear()
-            self._opened[key] = found
+            self._remember(key, found)
         return found
 
     def open(self, kind: str, record_id: str, sealed: Sealed) -> bytes:

@@ -4,10 +4,11 @@ A kit's type is sealed under the study's data key with associated data naming th
 number, so a type copied onto another kit does not open. Only `add_kits` seals and only
 `stock`/`types_of` open; every other read returns kits without their type.
 
-Kits change status only through `move_kits`: one conditional UPDATE per kit, in ascending
-id, each required to match the expected status (checked by rowcount), inside a savepoint
-that is rolled back when any kit was taken meanwhile. So a kit can never be taken twice,
-and two transactions taking overlapping kits lock them in the same order (no deadlock).
+Kits change status only through `move_kits`: the kits are first locked in ascending id
+(SELECT ... ORDER BY id FOR UPDATE), each required to still have the expected status; if
+any was taken meanwhile nothing is changed and the caller chooses again, otherwise one
+UPDATE moves them all. So a kit can never be taken twice, and two transactions taking
+overlapping kits lock them in the same order (no deadlock).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
+from app.adapters.db.bulk import insert_rows
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
     DepotRow,
@@ -47,6 +49,11 @@ from app.services.ports import (
 )
 
 KIT_TYPE_KIND = "kit_type"
+CHUNK = 5000  # ids per statement: well under either database's limit on parameters
+
+
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
 
 
 class SqlSupplyRepository(_StudyScoped):
@@ -128,7 +135,7 @@ class SqlSupplyRepository(_StudyScoped):
             {
                 "study_id": study_id,
                 "kit_number": kit.kit_number,
-                "kit_type_sealed": cipher.seal(
+                "kit_type_sealed": cipher.seal_remembered(
                     KIT_TYPE_KIND, kit.kit_number, kit.kit_type.encode()
                 ).envelope,
                 "lot_id": lots[kit.lot.code].id,
@@ -143,8 +150,7 @@ class SqlSupplyRepository(_StudyScoped):
             }
             for kit in sorted(kits, key=lambda k: k.kit_number)
         ]
-        if values:
-            self._session.execute(insert(KitRow), values)
+        insert_rows(self._session, KitRow.__table__, values)
 
     def stock(
         self,
@@ -204,7 +210,9 @@ class SqlSupplyRepository(_StudyScoped):
         subject_pk: int | None = None,
         dispensation_id: int | None = None,
     ) -> bool:
-        self._stock_memo.clear()
+        ids = sorted(set(kit_ids))
+        if not ids:
+            return True
         values: dict[str, Any] = {"status": new.value, "updated_at": datetime.now(UTC)}
         if new is KitStatus.QUARANTINED:
             values["quarantined_from"] = expected.value
@@ -217,26 +225,37 @@ class SqlSupplyRepository(_StudyScoped):
         if dispensation_id is not None:
             values["dispensation_id"] = dispensation_id
         study_id = self._study_id(study)
-        savepoint = self._session.begin_nested()
-        for kit_id in sorted(set(kit_ids)):
-            result = cast(
-                CursorResult[Any],
-                self._session.execute(
-                    update(KitRow)
+        kit = KitRow.__table__.c
+        connection = self._session.connection()
+        locked = 0
+        for chunk in _chunks(ids):
+            locked += len(
+                connection.execute(
+                    select(kit.id)
                     .where(
-                        KitRow.id == kit_id,
-                        KitRow.study_id == study_id,
-                        KitRow.status == expected.value,
+                        kit.id.in_(chunk),
+                        kit.study_id == study_id,
+                        kit.status == expected.value,
                     )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                ),
+                    .order_by(kit.id)
+                    .with_for_update()
+                ).all()
             )
-            if result.rowcount != 1:
-                savepoint.rollback()
-                return False
-        savepoint.commit()
+        if locked != len(ids):
+            return False
+        for chunk in _chunks(ids):
+            connection.execute(update(KitRow.__table__).where(kit.id.in_(chunk)).values(**values))
+        self._forget_moved(set(ids), expected, new)
         return True
+
+    def _forget_moved(self, ids: set[int], expected: KitStatus, new: KitStatus) -> None:
+        """Keep the stock read in this transaction true: the moved kits leave every list of
+        their old status; lists of their new status are read again when asked."""
+        for key in list(self._stock_memo):
+            if key[1] == new.value:
+                del self._stock_memo[key]
+            elif key[1] == expected.value:
+                self._stock_memo[key] = [c for c in self._stock_memo[key] if c.kit_id not in ids]
 
     def kits(
         self,
@@ -376,11 +395,11 @@ class SqlSupplyRepository(_StudyScoped):
         )
         self._session.add(row)
         self._session.flush()
-        if kit_ids:
-            self._session.execute(
-                insert(ShipmentKitRow),
-                [{"shipment_id": row.id, "kit_id": kit_id} for kit_id in sorted(set(kit_ids))],
-            )
+        insert_rows(
+            self._session,
+            ShipmentKitRow.__table__,
+            [{"shipment_id": row.id, "kit_id": kit_id} for kit_id in sorted(set(kit_ids))],
+        )
         found = self.shipment(study, code)
         assert found is not None
         return found
@@ -562,6 +581,48 @@ class SqlSupplyRepository(_StudyScoped):
             kit_ids=tuple(k.id for k in kits),
             kit_numbers=tuple(k.kit_number for k in kits),
         )
+
+    def excursions(
+        self, study: str, *, sites: frozenset[str] | None = None
+    ) -> list[ExcursionRecord]:
+        shipment = aliased(ShipmentRow)
+        query = (
+            select(ExcursionRow, SiteRow.code, shipment.code)
+            .outerjoin(SiteRow, SiteRow.id == ExcursionRow.site_id)
+            .outerjoin(shipment, shipment.id == ExcursionRow.shipment_id)
+            .where(ExcursionRow.study_id == self._study_id(study))
+            .order_by(ExcursionRow.reported_at.desc(), ExcursionRow.code)
+        )
+        if sites is not None:
+            query = query.where(SiteRow.code.in_(sorted(sites)))
+        found = self._session.execute(query).all()
+        if not found:
+            return []
+        kits: dict[int, list[tuple[int, str]]] = {row.id: [] for row, _site, _code in found}
+        for excursion_id, kit_id, kit_number in self._session.execute(
+            select(ExcursionKitRow.excursion_id, KitRow.id, KitRow.kit_number)
+            .join(KitRow, KitRow.id == ExcursionKitRow.kit_id)
+            .where(ExcursionKitRow.excursion_id.in_(list(kits)))
+            .order_by(KitRow.kit_number)
+        ):
+            kits[excursion_id].append((kit_id, kit_number))
+        return [
+            ExcursionRecord(
+                id=row.id,
+                code=row.code,
+                site=site,
+                shipment=shipment_code,
+                description=row.description,
+                reported_at=row.reported_at,
+                reported_by=row.reported_by,
+                resolution=row.resolution,
+                resolved_at=row.resolved_at,
+                resolved_by=row.resolved_by,
+                kit_ids=tuple(k for k, _n in kits[row.id]),
+                kit_numbers=tuple(n for _k, n in kits[row.id]),
+            )
+            for row, site, shipment_code in found
+        ]
 
     def resolve_excursion(self, excursion_id: int, resolution: str, at: datetime, by: str) -> None:
         self._session.execute(

@@ -1,0 +1,31 @@
+"""Inserting many rows at once: COPY on PostgreSQL, executemany elsewhere.
+
+A kit list is 100,000 rows and an initial shipment tens of thousands; COPY writes them in
+one stream inside the caller's transaction, about ten times faster than batched INSERTs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, insert
+from sqlalchemy.orm import Session
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows` (all with the same keys) into `table`, in this session's transaction."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql" or len(rows) < 64:
+        connection.execute(insert(table), list(rows))
+        return
+    columns = list(rows[0])
+    quoted = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
+    name = connection.dialect.identifier_preparer.format_table(table)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
