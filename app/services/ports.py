@@ -368,6 +368,9 @@ class SupplyRepository(Protocol):
 
     def dispensations(self, subject: Subject) -> list[DispensationRecord]: ...
 
+    def dispensed_visits(self, subject: Subject) -> set[str]:
+        """The visits the subject has been dispensed at."""
+
     def add_excursion(
         self,
         study: str,
@@ -387,6 +390,11 @@ class SupplyRepository(Protocol):
     def resolve_excursion(
         self, excursion_id: int, resolution: str, at: datetime, by: str
     ) -> None: ...
+
+    def excursions(
+        self, study: str, *, sites: frozenset[str] | None = None
+    ) -> list[ExcursionRecord]:
+        """The study's excursions (at `sites` only, when given), newest first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -567,7 +567,7 @@ def dispense(
     slug = study.slug
     ensure_not_locked(uow, slug)
     uow.supply.lock_site(slug, subject.site)
-    done = {d.visit for d in uow.supply.dispensations(subject)}
+    done = uow.supply.dispensed_visits(subject)
     randomized_on = subject.randomized_at.date() if subject.randomized_at else on_date
     visit_check(study.visits, randomized_on, done, visit, on_date)
     quantity = quantity_for_weight(study.dispensing, weight_kg)
@@ -895,6 +895,19 @@ def report_excursion(
         check_resupply(uow, study, site, now, SecretsRandom())
         uow.commit(excursion)
     return excursion
+
+
+def list_excursions(
+    uow: UnitOfWork, principal: Principal, slug: str, site: str | None = None
+) -> list[ExcursionRecord]:
+    """The excursions the caller may see, open and resolved, of one site or of all its sites."""
+    with uow:
+        study = _study(uow, principal, slug)
+        sites = principal.sites_in(slug)
+        if site is not None:
+            _site(study, principal, site)
+            sites = frozenset({site})
+        return uow.supply.excursions(slug, sites=sites)
 
 
 def resolve_excursion(

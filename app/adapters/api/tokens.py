@@ -8,12 +8,12 @@ issued-at, subject and id are all required.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.adapters.crypto.keyring import Keyring
 from app.domain.clients import Client
@@ -21,6 +21,7 @@ from app.domain.clients import Client
 ALGORITHM = "EdDSA"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT type (RFC 9068), not a secret
 LEEWAY_SECONDS = 5
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class InvalidToken(Exception):
@@ -42,9 +43,9 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
-
-    def _public_key(self) -> Ed25519PublicKey:
-        return self._keyring().signing_key.public_key()
+        # Tokens already verified, with the keyring that verified them and their validity
+        # window: a client presents its token on every call for up to its lifetime.
+        self._verified: dict[str, tuple[Keyring, TokenClaims, float, float]] = {}
 
     def issue(self, client: Client, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
@@ -69,23 +70,41 @@ class TokenService:
         )
 
     def verify(self, token: str) -> TokenClaims:
+        keyring = self._keyring()
+        known = self._verified.get(token)
+        if known is not None:
+            verified_by, claims, not_before, expires = known
+            now = time.time()
+            if (
+                verified_by is keyring
+                and not_before - LEEWAY_SECONDS <= now < expires + LEEWAY_SECONDS
+            ):
+                return claims
+        found, not_before, expires = self._verify(token, keyring)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (keyring, found, not_before, expires)
+        return found
+
+    def _verify(self, token: str, keyring: Keyring) -> tuple[TokenClaims, float, float]:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
                 raise InvalidToken("unexpected token header")
             claims = jwt.decode(
                 token,
-                self._public_key(),
+                keyring.signing_key.public_key(),
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},
             )
-            return TokenClaims(
+            found = TokenClaims(
                 client_id=str(claims["sub"]),
                 secret_version=int(claims["sv"]),
                 issued_at=datetime.fromtimestamp(int(claims["iat"]), UTC),
             )
+            return found, float(claims["nbf"]), float(claims["exp"])
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
             raise InvalidToken(type(exc).__name__) from None

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,14 +48,30 @@ def read_grants(
     return frozenset(studies), {k: frozenset(v) for k, v in sites.items()}
 
 
+GRANTS_CACHE_SIZE = 10_000
+_GRANTS: WeakKeyDictionary[
+    Any, dict[tuple[int, str], tuple[frozenset[str], dict[str, frozenset[str]]]]
+] = WeakKeyDictionary()
+
+
 class SqlClientRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def _to_domain(self, row: ApiClientRow) -> Client:
-        studies, sites = read_grants(
-            self._session, ApiClientGrantRow, ApiClientGrantRow.client_pk == row.id
-        )
+    def _to_domain(self, row: Any) -> Client:
+        # A client's grants are fixed when it is made: kept per database, keyed by the
+        # client's row and its (random, unique) client id.
+        per_database = _GRANTS.setdefault(self._session.get_bind(), {})
+        key = (row.id, row.client_id)
+        grants = per_database.get(key)
+        if grants is None:
+            grants = read_grants(
+                self._session, ApiClientGrantRow, ApiClientGrantRow.client_pk == row.id
+            )
+            if len(per_database) >= GRANTS_CACHE_SIZE:
+                per_database.clear()
+            per_database[key] = grants
+        studies, sites = grants
         return Client(
             client_id=row.client_id,
             name=row.name,
@@ -102,8 +119,17 @@ class SqlClientRepository:
         self._session.flush()
 
     def get(self, client_id: str, *, for_update: bool = False) -> Client | None:
-        row = self._row(client_id, for_update)
-        return None if row is None else self._to_domain(row)
+        if for_update:
+            row = self._row(client_id, for_update)
+            return None if row is None else self._to_domain(row)
+        # Every API call checks its client: one plain read.
+        client = ApiClientRow.__table__.c
+        found = (
+            self._session.connection()
+            .execute(select(ApiClientRow.__table__).where(client.client_id == client_id))
+            .first()
+        )
+        return None if found is None else self._to_domain(found)
 
     def get_by_name(self, name: str) -> Client | None:
         row = self._session.scalars(select(ApiClientRow).where(ApiClientRow.name == name)).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,35 +23,51 @@ def database_now(session: Session) -> datetime:
     return value.astimezone(UTC)
 
 
-def _lock_head(session: Session, chain: str, now: datetime) -> AuditChainHeadRow:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(
-        insert(AuditChainHeadRow)
-        .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["chain"])
-    )
-    return session.scalars(
-        select(AuditChainHeadRow)
-        .where(AuditChainHeadRow.chain == chain)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
+    """Lock the chain's head (made at its first event); its seq and hash, and the time now."""
+    head = AuditChainHeadRow.__table__.c
+    connection = session.connection()
+    sqlite_db = connection.dialect.name == "sqlite"
+    now_sql = func.strftime("%Y-%m-%d %H:%M:%f", "now") if sqlite_db else func.statement_timestamp()
+    query = select(head.seq, head.hash, now_sql).where(head.chain == chain).with_for_update()
+    found = connection.execute(query).first()
+    if found is None:
+        now = database_now(session)
+        insert = postgresql.insert if not sqlite_db else sqlite.insert
+        connection.execute(
+            insert(AuditChainHeadRow)
+            .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["chain"])
+        )
+        found = connection.execute(query).one()
+    seq, digest, now_value = found
+    if isinstance(now_value, str):
+        now_value = datetime.fromisoformat(now_value).replace(tzinfo=UTC)
+    return int(seq), str(digest), now_value.astimezone(UTC)
 
 
 def append_events(
     session: Session, events: Sequence[AuditEvent], actor: Actor, request_id: str | None
 ) -> None:
-    """Append the events to their chains, in this transaction, holding each chain's head."""
+    """Append the events to their chains, in this transaction, holding each chain's head.
+
+    Every event of one transaction carries the same time: the database's clock when the
+    first head was locked."""
     if not events:
         return
-    now = database_now(session)
-    heads = {chain: _lock_head(session, chain, now) for chain in sorted({e.chain for e in events})}
+    heads: dict[str, tuple[int, str]] = {}
+    now: datetime | None = None
+    for chain in sorted({e.chain for e in events}):
+        seq, digest, locked_at = _lock_head(session, chain)
+        heads[chain] = (seq, digest)
+        now = now or locked_at
+    assert now is not None
+    rows = []
     for event in events:
-        head = heads[event.chain]
+        seq, prev_hash = heads[event.chain]
         record = AuditRecord(
             chain=event.chain,
-            seq=head.seq + 1,
+            seq=seq + 1,
             occurred_at=now,
             actor_id=actor.actor_id,
             actor_role=actor.role,
@@ -63,12 +79,21 @@ def append_events(
             before=dict(event.before) if event.before is not None else None,
             after=dict(event.after) if event.after is not None else None,
             request_id=request_id,
-            prev_hash=head.hash,
+            prev_hash=prev_hash,
         )
         digest = record.computed_hash()
-        session.add(AuditEventRow(**{**record.payload(), "occurred_at": now, "hash": digest}))
-        head.seq, head.hash, head.updated_at = record.seq, digest, now
-    session.flush()
+        rows.append({**record.payload(), "occurred_at": now, "hash": digest})
+        heads[event.chain] = (record.seq, digest)
+    session.flush()  # whatever the ORM still holds goes first
+    connection = session.connection()
+    head = AuditChainHeadRow.__table__.c
+    for chain, (seq, digest) in heads.items():
+        connection.execute(
+            update(AuditChainHeadRow)
+            .where(head.chain == chain)
+            .values(seq=seq, hash=digest, updated_at=now)
+        )
+    connection.execute(insert(AuditEventRow), rows)
 
 
 def row_to_record(row: AuditEventRow) -> AuditRecord:

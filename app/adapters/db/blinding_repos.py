@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.adapters.crypto.envelope import unwrap_dek, wrap_dek
 from app.adapters.crypto.user_secrets import open_user_secret, seal_user_secret
+from app.adapters.db import memo
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import OutboxRow, StudyKeyRow, StudyRow, UnblindingRow
 from app.adapters.db.models_web import WebUserRow
@@ -25,12 +26,21 @@ class SqlBlindingRepository:
         self._keys = keys
 
     def _study_id(self, slug: str) -> int:
-        found = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
-        if found is None:
-            raise LookupError(slug)
-        return found
+        known = memo.ids(self._session)
+        if ("study", slug) not in known:
+            found = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+            if found is None:
+                raise LookupError(slug)
+            known[("study", slug)] = found
+        return known[("study", slug)]
 
     def locked(self, study: str, *, hold: bool = False) -> tuple[datetime, str] | None:
+        state = None if hold else memo.states(self._session).get(study)
+        if state is not None:
+            # Read with the study's row at the start of this transaction.
+            if state.locked_at is None:
+                return None
+            return state.locked_at, state.locked_by or ""
         query = select(StudyRow.locked_at, StudyRow.locked_by).where(StudyRow.slug == study)
         if hold:
             query = query.with_for_update(read=True)
@@ -41,6 +51,7 @@ class SqlBlindingRepository:
 
     def lock(self, study: str, at: datetime, by: str) -> bool:
         # Conditional: of two racing locks exactly one changes the row.
+        memo.forget_study_state(self._session, study)
         result = self._session.execute(
             update(StudyRow)
             .where(StudyRow.slug == study, StudyRow.locked_at.is_(None))

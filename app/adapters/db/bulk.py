@@ -7,16 +7,17 @@ one stream inside the caller's transaction, about ten times faster than batched 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows` (all with the same keys) into `table`, in this session's transaction."""
+def insert_rows(session: Session, model: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert `rows` (all with the same keys) into `model`'s table, in this transaction."""
     if not rows:
         return
+    table = cast(Table, model.__table__)
     connection = session.connection()
     if connection.dialect.name != "postgresql" or len(rows) < 64:
         connection.execute(insert(table), list(rows))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.adapters.crypto.envelope import StudyCipher
+from app.adapters.db import memo
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
     AllocationRow,
@@ -36,15 +38,15 @@ class _StudyScoped:
     def __init__(self, session: Session, keys: KeyService) -> None:
         self._session = session
         self._keys = keys
-        self._ids: dict[str, int] = {}
 
     def _study_id(self, slug: str) -> int:
-        if slug not in self._ids:
+        known = memo.ids(self._session)
+        if ("study", slug) not in known:
             found = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
             if found is None:
                 raise LookupError(slug)
-            self._ids[slug] = found
-        return self._ids[slug]
+            known[("study", slug)] = found
+        return known[("study", slug)]
 
     def _cipher(self, slug: str) -> StudyCipher:
         return self._keys.cipher(self._session, self._study_id(slug), slug)
@@ -109,7 +111,10 @@ class SqlSubjectRepository(_StudyScoped):
         if for_update:
             query = query.with_for_update(of=SubjectRow)
         found = self._session.execute(query).first()
-        return None if found is None else _subject(found[0], study, found[1])
+        if found is None:
+            return None
+        memo.ids(self._session)[("site", study, found[1])] = found[0].site_id
+        return _subject(found[0], study, found[1])
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject:
         self._session.execute(
@@ -121,9 +126,12 @@ class SqlSubjectRepository(_StudyScoped):
                 randomization_number=number,
             )
         )
-        row = self._session.get(SubjectRow, subject.pk, populate_existing=True)
-        assert row is not None
-        return _subject(row, subject.study, subject.site)
+        return replace(
+            subject,
+            status=SubjectStatus.RANDOMIZED,
+            randomized_at=at,
+            randomization_number=number,
+        )
 
     def set_unblinded(self, subject: Subject) -> None:
         self._session.execute(
@@ -164,6 +172,10 @@ def _encode_slots(slots: Sequence[tuple[Slot, int]]) -> bytes:
 class SqlListRepository(_StudyScoped):
     """Each stratum's slots are one sealed JSON list of [arm, block, block size, number],
     in sequence order; a randomization opens its stratum's envelope and takes one line."""
+
+    def __init__(self, session: Session, keys: KeyService) -> None:
+        super().__init__(session, keys)
+        self._locked_slots: dict[int, bytes] = {}
 
     def _info(self, row: RandomizationListRow, study: str) -> ListInfo:
         return ListInfo(row.id, study, row.mode, row.version, row.method)
@@ -274,13 +286,29 @@ class SqlListRepository(_StudyScoped):
         )
 
     def lock_stratum(self, list_id: int, key: str) -> StratumState | None:
-        row = self._session.scalars(
-            select(StratumRow)
-            .where(StratumRow.list_id == list_id, StratumRow.key == key)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
-        return None if row is None else self._state(row)
+        stratum = StratumRow.__table__.c
+        found = (
+            self._session.connection()
+            .execute(
+                select(
+                    stratum.id,
+                    stratum.next_sequence,
+                    stratum.length,
+                    stratum.low_warned_at,
+                    stratum.slots_sealed,
+                )
+                .where(stratum.list_id == list_id, stratum.key == key)
+                .with_for_update()
+            )
+            .first()
+        )
+        if found is None:
+            return None
+        # The row is locked until commit: its slots are kept for `slot`.
+        self._locked_slots[found.id] = found.slots_sealed
+        return StratumState(
+            found.id, key, found.next_sequence, found.length, found.low_warned_at is not None
+        )
 
     def strata(self, info: ListInfo) -> list[StratumState]:
         rows = self._session.scalars(
@@ -289,7 +317,7 @@ class SqlListRepository(_StudyScoped):
         return [self._state(r) for r in rows]
 
     def slot(self, info: ListInfo, stratum: StratumState, sequence: int) -> tuple[Slot, int]:
-        sealed = self._session.scalar(
+        sealed = self._locked_slots.get(stratum.id) or self._session.scalar(
             select(StratumRow.slots_sealed).where(StratumRow.id == stratum.id)
         )
         assert sealed is not None
@@ -315,8 +343,8 @@ class SqlListRepository(_StudyScoped):
         at: datetime,
     ) -> None:
         cipher = self._cipher(subject.study)
-        self._session.add(
-            AllocationRow(
+        self._session.execute(
+            insert(AllocationRow).values(
                 subject_pk=subject.pk,
                 list_id=info.id,
                 stratum_id=stratum.id,
@@ -332,7 +360,6 @@ class SqlListRepository(_StudyScoped):
                 allocated_at=at,
             )
         )
-        self._session.flush()
 
     def arm_of(self, subject: Subject) -> str | None:
         sealed = self._session.scalar(
@@ -382,6 +409,7 @@ class SqlListRepository(_StudyScoped):
         )
 
     def append_slots(self, info: ListInfo, plan: StratumPlan) -> None:
+        self._locked_slots.clear()
         row = self._session.scalars(
             select(StratumRow)
             .where(StratumRow.list_id == info.id, StratumRow.key == plan.key)

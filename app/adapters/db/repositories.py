@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.adapters.db import memo
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import DepotRow, SiteRow, StudyRow, SubjectRow
 from app.adapters.studyfiles.codec import decode_stored
@@ -30,7 +31,10 @@ class SqlStudyRepository:
         query = select(StudyRow).where(StudyRow.slug == slug)
         if for_update:
             query = query.with_for_update()
-        return self._session.scalars(query).first()
+        row = self._session.scalars(query).first()
+        if row is not None:
+            memo.remember_study(self._session, slug, row)
+        return row
 
     def _stored(self, row: StudyRow) -> StoredStudy:
         # Decoded once per process for each stored version: a definition never changes
@@ -58,6 +62,9 @@ class SqlStudyRepository:
         return self.study_id(slug) is not None
 
     def mode(self, slug: str) -> str:
+        state = memo.states(self._session).get(slug)
+        if state is not None:
+            return state.mode
         mode = self._session.scalar(select(StudyRow.mode).where(StudyRow.slug == slug))
         assert mode is not None
         return mode
@@ -67,6 +74,7 @@ class SqlStudyRepository:
         assert row is not None
         row.mode = mode
         self._session.flush()
+        memo.forget_study_state(self._session, slug)
 
     def study_id(self, slug: str) -> int | None:
         return self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
+from app.adapters.db import memo
 from app.adapters.db.bulk import insert_rows
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
@@ -49,6 +50,7 @@ from app.services.ports import (
 )
 
 KIT_TYPE_KIND = "kit_type"
+SITE_STOCK = (KitStatus.AT_SITE, KitStatus.IN_TRANSIT)
 CHUNK = 5000  # ids per statement: well under either database's limit on parameters
 
 
@@ -59,18 +61,19 @@ def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
 class SqlSupplyRepository(_StudyScoped):
     def __init__(self, session: Session, keys: KeyService) -> None:
         super().__init__(session, keys)
-        self._places: dict[tuple[str, str, str], int] = {}
         # Stock read in this transaction, until a kit moves: a dispensing reads its site's
         # stock for the gate, the choice and the resupply check.
         self._stock_memo: dict[tuple[str, str, str | None, str | None], list[KitCandidate]] = {}
+        self._locked_sites: set[tuple[str, str]] = set()
 
     # --- places ---------------------------------------------------------------------------
 
     def _site_id(self, study: str, code: str) -> int:
+        known = memo.ids(self._session)
         key = ("site", study, code)
-        if key not in self._places:
-            self._places[key] = self._find_site_id(study, code)
-        return self._places[key]
+        if key not in known:
+            known[key] = self._find_site_id(study, code)
+        return known[key]
 
     def _find_site_id(self, study: str, code: str) -> int:
         found = self._session.scalar(
@@ -83,10 +86,11 @@ class SqlSupplyRepository(_StudyScoped):
         return found
 
     def _depot_id(self, study: str, code: str) -> int:
+        known = memo.ids(self._session)
         key = ("depot", study, code)
-        if key not in self._places:
-            self._places[key] = self._find_depot_id(study, code)
-        return self._places[key]
+        if key not in known:
+            known[key] = self._find_depot_id(study, code)
+        return known[key]
 
     def _find_depot_id(self, study: str, code: str) -> int:
         found = self._session.scalar(
@@ -99,11 +103,16 @@ class SqlSupplyRepository(_StudyScoped):
         return found
 
     def lock_site(self, study: str, site: str) -> None:
-        self._session.execute(
+        if (study, site) in self._locked_sites:
+            return
+        site_id = self._session.scalar(
             select(SiteRow.id)
             .where(SiteRow.study_id == self._study_id(study), SiteRow.code == site)
             .with_for_update()
         )
+        if site_id is not None:
+            memo.ids(self._session)[("site", study, site)] = site_id
+            self._locked_sites.add((study, site))
 
     # --- kits ------------------------------------------------------------------------------
 
@@ -150,7 +159,7 @@ class SqlSupplyRepository(_StudyScoped):
             }
             for kit in sorted(kits, key=lambda k: k.kit_number)
         ]
-        insert_rows(self._session, KitRow.__table__, values)
+        insert_rows(self._session, KitRow, values)
 
     def stock(
         self,
@@ -162,30 +171,39 @@ class SqlSupplyRepository(_StudyScoped):
     ) -> list[KitCandidate]:
         memo_key = (study, status.value, site, depot)
         if memo_key not in self._stock_memo:
-            self._stock_memo[memo_key] = self._read_stock(study, status, site, depot)
+            # A site's kits on hand and on their way are read together: a dispensing needs
+            # both (the choice, then the resupply check).
+            statuses = SITE_STOCK if site is not None and status in SITE_STOCK else (status,)
+            found = self._read_stock(study, statuses, site, depot)
+            for each in statuses:
+                self._stock_memo[(study, each.value, site, depot)] = found[each.value]
         return list(self._stock_memo[memo_key])
 
     def _read_stock(
-        self, study: str, status: KitStatus, site: str | None, depot: str | None
-    ) -> list[KitCandidate]:
-        query = select(
-            KitRow.id, KitRow.kit_number, KitRow.kit_type_sealed, KitRow.expiry_date
-        ).where(KitRow.study_id == self._study_id(study), KitRow.status == status.value)
+        self, study: str, statuses: tuple[KitStatus, ...], site: str | None, depot: str | None
+    ) -> dict[str, list[KitCandidate]]:
+        kit = KitRow.__table__.c
+        query = select(kit.id, kit.kit_number, kit.kit_type_sealed, kit.expiry_date, kit.status)
+        query = query.where(
+            kit.study_id == self._study_id(study), kit.status.in_([s.value for s in statuses])
+        )
         if site is not None:
-            query = query.where(KitRow.site_id == self._site_id(study, site))
+            query = query.where(kit.site_id == self._site_id(study, site))
         if depot is not None:
-            query = query.where(
-                KitRow.depot_id == self._depot_id(study, depot), KitRow.site_id.is_(None)
-            )
+            query = query.where(kit.depot_id == self._depot_id(study, depot), kit.site_id.is_(None))
         cipher = self._cipher(study)
-        return [
-            KitCandidate(
-                kit_id,
-                cipher.open_cached(KIT_TYPE_KIND, number, Sealed(sealed)).decode(),
-                expiry,
+        found: dict[str, list[KitCandidate]] = {s.value: [] for s in statuses}
+        for kit_id, number, sealed, expiry, status in self._session.connection().execute(
+            query.order_by(kit.id)
+        ):
+            found[status].append(
+                KitCandidate(
+                    kit_id,
+                    cipher.open_cached(KIT_TYPE_KIND, number, Sealed(sealed)).decode(),
+                    expiry,
+                )
             )
-            for kit_id, number, sealed, expiry in self._session.execute(query.order_by(KitRow.id))
-        ]
+        return found
 
     def types_of(self, study: str, kit_ids: Sequence[int]) -> dict[int, str]:
         cipher = self._cipher(study)
@@ -244,7 +262,7 @@ class SqlSupplyRepository(_StudyScoped):
         if locked != len(ids):
             return False
         for chunk in _chunks(ids):
-            connection.execute(update(KitRow.__table__).where(kit.id.in_(chunk)).values(**values))
+            connection.execute(update(KitRow).where(kit.id.in_(chunk)).values(**values))
         self._forget_moved(set(ids), expected, new)
         return True
 
@@ -397,7 +415,7 @@ class SqlSupplyRepository(_StudyScoped):
         self._session.flush()
         insert_rows(
             self._session,
-            ShipmentKitRow.__table__,
+            ShipmentKitRow,
             [{"shipment_id": row.id, "kit_id": kit_id} for kit_id in sorted(set(kit_ids))],
         )
         found = self.shipment(study, code)
@@ -462,17 +480,26 @@ class SqlSupplyRepository(_StudyScoped):
         at: datetime,
         by: str,
     ) -> int:
-        row = DispensationRow(
-            subject_pk=subject.pk,
-            visit=visit,
-            weight_kg=weight_kg,
-            quantity=quantity,
-            dispensed_at=at,
-            dispensed_by=by,
+        new_id = self._session.execute(
+            insert(DispensationRow)
+            .values(
+                subject_pk=subject.pk,
+                visit=visit,
+                weight_kg=weight_kg,
+                quantity=quantity,
+                dispensed_at=at,
+                dispensed_by=by,
+            )
+            .returning(DispensationRow.id)
+        ).scalar_one()
+        return int(new_id)
+
+    def dispensed_visits(self, subject: Subject) -> set[str]:
+        return set(
+            self._session.scalars(
+                select(DispensationRow.visit).where(DispensationRow.subject_pk == subject.pk)
+            )
         )
-        self._session.add(row)
-        self._session.flush()
-        return row.id
 
     def dispensations(self, subject: Subject) -> list[DispensationRecord]:
         rows = self._session.execute(

@@ -1,0 +1,42 @@
+"""What one transaction has already read, shared by its repositories.
+
+A randomization reads its study's row once (id, mode, lock) and each site's id once, instead
+of once per repository. The memo lives in `Session.info`, so it ends with the unit of work;
+a repository that changes the study's mode or lock updates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True, slots=True)
+class StudyState:
+    study_id: int
+    mode: str
+    locked_at: datetime | None
+    locked_by: str | None
+
+
+def ids(session: Session) -> dict[tuple[str, ...], int]:
+    """("study", slug), ("site", slug, code), ("depot", slug, code) -> row id."""
+    found: dict[tuple[str, ...], int] = session.info.setdefault("iwrs_ids", {})
+    return found
+
+
+def states(session: Session) -> dict[str, StudyState]:
+    found: dict[str, StudyState] = session.info.setdefault("iwrs_study_state", {})
+    return found
+
+
+def remember_study(session: Session, slug: str, row: Any) -> None:
+    ids(session)[("study", slug)] = row.id
+    states(session)[slug] = StudyState(row.id, row.mode, row.locked_at, row.locked_by)
+
+
+def forget_study_state(session: Session, slug: str) -> None:
+    states(session).pop(slug, None)
