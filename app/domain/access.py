@@ -37,6 +37,7 @@ class Action(StrEnum):
     STUDY_LOCK = "study:lock"
     AUDIT_READ = "audit:read"
     SIMULATION_CLOCK = "simulation:clock"  # only on a service started by `iwrs simulate`
+    USER_MANAGE = "user:manage"  # web users on the pages: list, create, disable
 
 
 PERMISSIONS: Mapping[Role, frozenset[Action]] = {
@@ -93,7 +94,9 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.SUPPLY_MANAGE,
         }
     ),
-    Role.ADMIN: frozenset({Action.STUDY_READ, Action.AUDIT_READ, Action.SIMULATION_CLOCK}),
+    Role.ADMIN: frozenset(
+        {Action.STUDY_READ, Action.AUDIT_READ, Action.SIMULATION_CLOCK, Action.USER_MANAGE}
+    ),
     Role.AUDITOR: frozenset({Action.STUDY_READ, Action.AUDIT_READ}),
 }
 

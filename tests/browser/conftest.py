@@ -13,6 +13,7 @@ Screenshots go to test-output/screenshots/ (ignored by git).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -169,3 +171,21 @@ def browser() -> Iterator[object]:
 def shots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture
+def context(browser: Any, live: Live) -> Iterator[Any]:
+    """A fresh browser profile (its own cookies), in English."""
+    ctx = browser.new_context(base_url=live.base_url, locale="en-GB")
+    yield ctx
+    ctx.close()
+
+
+def log_in(page: Any, live: Live, who: Person) -> None:
+    page.goto("/ui/login")
+    page.get_by_label(re.compile("E-mail")).fill(who.email)
+    page.locator("#password").fill(who.password)
+    page.locator("button[type=submit]").click()
+    page.locator("#code").fill(live.code(who))
+    page.locator("button[type=submit]").click()
+    page.wait_for_url("**/ui/")

@@ -43,6 +43,9 @@ class TestNoSession:
             f"/ui/studies/{STUDY}/lists/qc",
             f"/ui/studies/{STUDY}/subjects/new",
             f"/ui/studies/{STUDY}/kits",
+            f"/ui/studies/{STUDY}/excursions",
+            "/ui/users",
+            "/ui/users/new",
         ):
             response = web.get(path, follow_redirects=False)
             assert response.status_code == 303, path

@@ -31,10 +31,11 @@ from app.adapters.web.routes import (
     statistician,
     subjects,
     unblinding,
+    users,
 )
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, subjects, audit, statistician, unblinding, pharmacy, arms):
+for _module in (auth, subjects, audit, statistician, unblinding, pharmacy, arms, users):
     router.include_router(_module.router)
 
 

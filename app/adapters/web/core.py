@@ -181,6 +181,7 @@ MENU: Sequence[MenuItem] = (
     MenuItem("shipments", N_("Shipments"), "/shipments", Action.SHIPMENT_READ),
     MenuItem("inventory", N_("Inventory"), "/inventory", Action.INVENTORY_READ),
     MenuItem("excursion", N_("Temperature excursion"), "/excursions/new", Action.EXCURSION_REPORT),
+    MenuItem("excursions", N_("Excursion list"), "/excursions", Action.INVENTORY_READ),
     MenuItem("resolve", N_("Resolve an excursion"), "/excursions/resolve", Action.SUPPLY_MANAGE),
     MenuItem("resupply", N_("Resupply settings"), "/supply-settings", Action.SUPPLY_MANAGE),
     MenuItem("unblinding", N_("Emergency unblinding"), "/unblinding", Action.UNBLIND),

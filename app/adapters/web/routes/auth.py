@@ -34,6 +34,7 @@ from app.adapters.web.core import (
 )
 from app.adapters.web.i18n import Language, language, negotiate
 from app.adapters.web.messages import error_message
+from app.domain.access import Action
 from app.domain.clients import Throttled
 from app.domain.errors import DomainError
 from app.domain.users import LoginFailed, SessionInvalid, SessionState
@@ -357,4 +358,6 @@ def set_language(
 def home(ctx: Annotated[Page, Depends(page())]) -> Response:
     stored = list_studies(ctx.uow(), visible=ctx.principal.studies)
     studies = [(StudyView.of(s.study), menu_for(ctx.principal)) for s in stored]
-    return ctx.render("home.html", studies=studies)
+    return ctx.render(
+        "home.html", studies=studies, may_manage_users=ctx.principal.may(Action.USER_MANAGE)
+    )

@@ -192,9 +192,43 @@ def report_excursion(
     return ctx.render("excursion_new.html", sites=_sites(ctx), values={}, reported=result)
 
 
+@router.get("/excursions")
+def excursions(
+    ctx: Annotated[Page, Depends(page(Action.INVENTORY_READ))], site: str = ""
+) -> Response:
+    """The excursions at the caller's sites: open ones first (with a link to the decision for
+    the supply manager), then resolved ones; newest first within each."""
+    assert ctx.study is not None
+    sites = _sites(ctx)
+    chosen = site if site in sites else None
+    try:
+        found = supply.list_excursions(ctx.uow(), ctx.principal, ctx.study.slug, chosen)
+    except DomainError as exc:
+        return ctx.render(
+            "excursions.html",
+            status=status_for(exc),
+            sites=sites,
+            site=chosen or "",
+            open=[],
+            resolved=[],
+            may_resolve=False,
+            error=error_message(exc, ctx.lang.gettext),
+        )
+    return ctx.render(
+        "excursions.html",
+        sites=sites,
+        site=chosen or "",
+        open=[e for e in found if e.resolution is None],
+        resolved=[e for e in found if e.resolution is not None],
+        may_resolve=ctx.principal.may(Action.SUPPLY_MANAGE),
+    )
+
+
 @router.get("/excursions/resolve")
-def resolve_form(ctx: Annotated[Page, Depends(page(Action.SUPPLY_MANAGE))]) -> Response:
-    return ctx.render("excursion_resolve.html", values={})
+def resolve_form(
+    ctx: Annotated[Page, Depends(page(Action.SUPPLY_MANAGE))], excursion_code: str = ""
+) -> Response:
+    return ctx.render("excursion_resolve.html", values={"excursion_code": excursion_code[:32]})
 
 
 @router.post("/excursions/resolve")
