@@ -40,6 +40,7 @@ from app.services.clients import create_client
 from app.services.studies import load_study
 from app.settings import Settings
 from bench.common import fresh_database, report, synthetic_study, versus
+from bench.rss import RssSampler
 
 ACTOR = Actor("bench", "operator")
 
@@ -200,6 +201,7 @@ def main() -> None:
                     "client_secret": secret,
                 },
             ).json()["access_token"]
+            rss = RssSampler(server.pid).start()
             randomized = run_load(
                 base,
                 token,
@@ -220,6 +222,7 @@ def main() -> None:
                     json={"visit": "D4", "weight_kg": 71},
                 ),
             )
+            rss.stop()
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -240,6 +243,7 @@ def main() -> None:
             "dispensation_p50_ms": round(dispensed["p50_ms"], 1),
             "dispensation_p99_ms": versus(dispensed["p99_ms"], 100),
             "first_failure": randomized["first_failure"] or dispensed["first_failure"],
+            **rss.figures(),
         },
     )
 
