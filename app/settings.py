@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     token_audience: str = "iwrs-api"  # noqa: S105 - an audience name, not a secret
     token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     workers: int = Field(default=1, ge=1, le=64)
+    # Requests a worker runs at once (its thread pool): a few threads keep the database busy;
+    # many only contend for the interpreter while holding row locks.
+    worker_threads: int = Field(default=4, ge=1, le=200)
+    # How often a server worker marks expired kits and resupplies (0: never; run
+    # `iwrs kits expire` from a scheduler instead).
+    housekeeping_seconds: float = Field(default=3600, ge=0)
     # Multiplies the growing delay before answering a failed token request (0 in tests).
     auth_failure_delay_scale: float = Field(default=1.0, ge=0, le=10)
     # Only `iwrs simulate` sets this: a clock it can move forward (see app.adapters.clock).

@@ -47,10 +47,36 @@ class RandomSource(Protocol):
 
 
 class SecretsRandom:
-    """A `RandomSource` drawing from `secrets` (`random.SystemRandom` has no `randbelow`)."""
+    """A `RandomSource` drawing from the operating system's CSPRNG (`secrets`).
+
+    Bytes are fetched in growing batches (a kit list draws hundreds of thousands of
+    numbers; one system call each would dominate) and turned into uniform integers by
+    rejection sampling on 64-bit words, so no value is more likely than another."""
+
+    _MAX_BATCH = 1 << 16
+
+    def __init__(self) -> None:
+        self._buffer = memoryview(b"")
+        self._batch = 64
+
+    def _word(self) -> int:
+        if len(self._buffer) < 8:
+            self._buffer = memoryview(secrets.token_bytes(self._batch))
+            self._batch = min(self._batch * 2, self._MAX_BATCH)
+        word = int.from_bytes(self._buffer[:8], "big")
+        self._buffer = self._buffer[8:]
+        return word
 
     def randbelow(self, n: int, /) -> int:
-        return secrets.randbelow(n)
+        if n <= 0:
+            raise ValueError("n must be positive")
+        if n > 1 << 64:
+            return secrets.randbelow(n)
+        limit = ((1 << 64) // n) * n
+        while True:
+            word = self._word()
+            if word < limit:
+                return word % n
 
 
 class InvalidKitNumber(DomainError):

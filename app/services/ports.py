@@ -212,12 +212,14 @@ class ListRepository(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NewKit:
-    """A kit about to be stored at a depot; its type is sealed on the way in."""
+    """A kit about to be stored at a depot (or in transit from it to `site`, when it is
+    part of a site's initial shipment); its type is sealed on the way in."""
 
     kit_number: str
     kit_type: str
     lot: Lot
     depot: str
+    site: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

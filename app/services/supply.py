@@ -23,14 +23,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from app.domain.access import Principal
 from app.domain.audit import AuditEvent
 from app.domain.dispensing import (
+    KitCandidate,
     VisitNotAllowed,
     choose_kits,
     dispensable_counts,
@@ -245,6 +246,73 @@ def kit_plan(study: Study) -> dict[str, dict[str, int]]:
     return need
 
 
+def _choose_shipment(
+    candidates: Sequence[KitCandidate],
+    needs: Mapping[str, int],
+    on_date: date,
+    do_not_dispense_days: int,
+    rng: RandomSource,
+) -> tuple[list[int], int]:
+    """The kits to send for `needs`, first-expiry-first-out, and how many are short."""
+    available = dispensable_counts(candidates, on_date, do_not_dispense_days)
+    chosen: list[int] = []
+    short = 0
+    for kit_type, wanted in sorted(needs.items()):
+        count = min(wanted, available.get(kit_type, 0))
+        short += wanted - count
+        if count:
+            chosen += choose_kits(candidates, kit_type, count, on_date, do_not_dispense_days, rng)
+    return chosen, short
+
+
+def _shipment_not_sent(uow: UnitOfWork, slug: str, site: Site, kind: str, short: int) -> None:
+    uow.record(
+        AuditEvent(
+            action="shipment.not_sent",
+            entity_type="site",
+            entity_id=site.code,
+            study=slug,
+            after={"kind": kind, "depot": site.depot, "kits_short": short},
+            reason="the depot has no dispensable kit to send",
+        )
+    )
+
+
+def _shipment_sent(
+    uow: UnitOfWork,
+    slug: str,
+    site: Site,
+    kind: str,
+    kit_ids: Sequence[int],
+    short: int,
+    now: datetime,
+) -> ShipmentRecord:
+    """Record the shipment of kits already in transit to the site (audited)."""
+    code = f"SH-{site.code}-{uow.supply.shipment_count(slug, site.code) + 1:03d}"
+    shipment = uow.supply.add_shipment(slug, code, kind, site.depot, site.code, kit_ids, now)
+    after: dict[str, object] = {
+        "kind": kind,
+        "depot": site.depot,
+        "site": site.code,
+        "kit_count": len(shipment.kit_numbers),
+        "kit_numbers": list(shipment.kit_numbers),
+        "kit_status": KitStatus.IN_TRANSIT.value,
+    }
+    if short:
+        after["kits_short"] = short
+    uow.record(
+        AuditEvent(
+            action="shipment.created",
+            entity_type="shipment",
+            entity_id=code,
+            study=slug,
+            before={"kit_status": KitStatus.AT_DEPOT.value},
+            after=after,
+        )
+    )
+    return shipment
+
+
 def _ship(
     uow: UnitOfWork,
     study: Study,
@@ -258,59 +326,75 @@ def _ship(
     slug, dnd, on_date = study.slug, study.supply.do_not_dispense_days, now.date()
     for _attempt in range(MAX_ATTEMPTS):
         candidates = uow.supply.stock(slug, KitStatus.AT_DEPOT, depot=site.depot)
-        available = dispensable_counts(candidates, on_date, dnd)
-        chosen: list[int] = []
-        short = 0
-        for kit_type, wanted in sorted(needs.items()):
-            count = min(wanted, available.get(kit_type, 0))
-            short += wanted - count
-            if count:
-                chosen += choose_kits(candidates, kit_type, count, on_date, dnd, rng)
+        chosen, short = _choose_shipment(candidates, needs, on_date, dnd, rng)
         if short:
             log.warning(
                 "depot short for a shipment",
                 extra={"study": slug, "depot": site.depot, "site": site.code, "short": short},
             )
         if not chosen:
-            uow.record(
-                AuditEvent(
-                    action="shipment.not_sent",
-                    entity_type="site",
-                    entity_id=site.code,
-                    study=slug,
-                    after={"kind": kind, "depot": site.depot, "kits_short": short},
-                    reason="the depot has no dispensable kit to send",
-                )
-            )
+            _shipment_not_sent(uow, slug, site, kind, short)
             return None
         if not uow.supply.move_kits(
             slug, chosen, KitStatus.AT_DEPOT, KitStatus.IN_TRANSIT, site=site.code
         ):
             continue
-        code = f"SH-{site.code}-{uow.supply.shipment_count(slug, site.code) + 1:03d}"
-        shipment = uow.supply.add_shipment(slug, code, kind, site.depot, site.code, chosen, now)
-        after: dict[str, object] = {
-            "kind": kind,
-            "depot": site.depot,
-            "site": site.code,
-            "kit_count": len(shipment.kit_numbers),
-            "kit_numbers": list(shipment.kit_numbers),
-            "kit_status": KitStatus.IN_TRANSIT.value,
-        }
-        if short:
-            after["kits_short"] = short
-        uow.record(
-            AuditEvent(
-                action="shipment.created",
-                entity_type="shipment",
-                entity_id=code,
-                study=slug,
-                before={"kit_status": KitStatus.AT_DEPOT.value},
-                after=after,
-            )
-        )
-        return shipment
+        return _shipment_sent(uow, slug, site, kind, chosen, short, now)
     raise SupplyBusy(f"the depot's kits for site {site.code!r} kept changing; retry")
+
+
+def _plan_initial_shipments(
+    study: Study, kits: Sequence[NewKit], now: datetime, rng: RandomSource
+) -> tuple[list[NewKit], dict[str, int]]:
+    """Each active site's initial kits, chosen from a new kit list before it is stored (the
+    study is locked, nothing else can take them): the kits with their destination, and by
+    site how many kits were short (sites absent got nothing)."""
+    on_date, dnd = now.date(), study.supply.do_not_dispense_days
+    by_depot: dict[str, list[KitCandidate]] = {}
+    for index, kit in enumerate(kits):
+        by_depot.setdefault(kit.depot, []).append(
+            KitCandidate(index, kit.kit_type, kit.lot.expiry_date)
+        )
+    destination: dict[int, str] = {}
+    shorts: dict[str, int] = {}
+    for site in sorted(study.sites, key=lambda s: s.code):
+        if not site.active:
+            continue
+        candidates = by_depot.get(site.depot, [])
+        chosen, short = _choose_shipment(
+            candidates, initial_shipment(study.supply.levels), on_date, dnd, rng
+        )
+        shorts[site.code] = short
+        if chosen:
+            taken = set(chosen)
+            by_depot[site.depot] = [c for c in candidates if c.kit_id not in taken]
+            destination.update(dict.fromkeys(chosen, site.code))
+    planned = [
+        replace(kit, site=destination[index]) if index in destination else kit
+        for index, kit in enumerate(kits)
+    ]
+    return planned, shorts
+
+
+def _record_initial_shipments(
+    uow: UnitOfWork, study: Study, shorts: Mapping[str, int], now: datetime
+) -> list[ShipmentRecord]:
+    sent = []
+    for code, short in sorted(shorts.items()):
+        site = study.site(code)
+        assert site is not None
+        in_transit = uow.supply.stock(study.slug, KitStatus.IN_TRANSIT, site=code)
+        if short:
+            log.warning(
+                "depot short for a shipment",
+                extra={"study": study.slug, "depot": site.depot, "site": code, "short": short},
+            )
+        if not in_transit:
+            _shipment_not_sent(uow, study.slug, site, "initial", short)
+            continue
+        ids = [c.kit_id for c in in_transit]
+        sent.append(_shipment_sent(uow, study.slug, site, "initial", ids, short, now))
+    return sent
 
 
 def check_resupply(
@@ -427,7 +511,7 @@ def generate_kits(
             numbers_of_lot = by_type[planned.kit_type][start : start + planned.kit_count]
             taken[planned.kit_type] += planned.kit_count
             kits += [NewKit(n, planned.kit_type, planned.lot, "") for n in numbers_of_lot]
-        kits = deal_to_depots(kits, plan)
+        kits, shorts = _plan_initial_shipments(study, deal_to_depots(kits, plan), now, rng)
         uow.supply.add_kits(slug, kits, now)
         by_depot = dict(sorted(Counter(k.depot for k in kits).items()))
         uow.record(
@@ -444,7 +528,7 @@ def generate_kits(
                 },
             )
         )
-        shipments = ship_initial(uow, study, now, rng)
+        shipments = _record_initial_shipments(uow, study, shorts, now)
         result = KitGeneration(slug, len(kits), len(lots), by_depot, tuple(shipments))
         uow.commit(result)
     return result
@@ -517,6 +601,25 @@ def expire_kits(uow: UnitOfWork, slug: str, now: datetime | None = None) -> dict
             if site is not None:
                 check_resupply(uow, study, site, now, SecretsRandom())
         uow.commit(expired)
+    return expired
+
+
+def expire_all_studies(
+    uow_factory: Callable[[], UnitOfWork],
+) -> dict[str, dict[str, list[str]]]:
+    """`expire_kits` for every study, each in its own transaction (the server's periodic
+    housekeeping). A study whose kits changed meanwhile is left for the next run."""
+    with uow_factory() as uow:
+        slugs = [stored.slug for stored in uow.studies.list()]
+    expired: dict[str, dict[str, list[str]]] = {}
+    for slug in slugs:
+        try:
+            found = expire_kits(uow_factory(), slug)
+        except SupplyBusy:
+            log.info("kit expiry deferred: kits moved meanwhile", extra={"study": slug})
+            continue
+        if found:
+            expired[slug] = found
     return expired
 
 

@@ -316,3 +316,36 @@ class TestPlanLots:
     def test_invalid_arguments(self, counts: dict[str, int], per_lot: int, shelf_life: int) -> None:
         with pytest.raises(ValueError, match=r"positive|negative"):
             plan_lots(counts, per_lot, self.FIRST_EXPIRY, shelf_life, SecretsRandom())
+
+
+class TestSecretsRandom:
+    def test_values_stay_in_range_and_cover_it_evenly(self) -> None:
+        rng = SecretsRandom()
+        draws = Counter(rng.randbelow(6) for _ in range(60_000))
+
+        assert set(draws) == set(range(6))
+        # 10,000 expected per face; a fair source is within 5% with overwhelming probability.
+        assert all(9_500 < count < 10_500 for count in draws.values()), draws
+
+    def test_a_range_just_past_a_power_of_two_is_not_biased(self) -> None:
+        # 2**63 + 1: a plain modulo of a 64-bit word would make values below 2**63 - 1
+        # twice as likely as the rest; rejection sampling keeps both halves even.
+        n = (1 << 63) + 1
+        rng = SecretsRandom()
+        upper = sum(rng.randbelow(n) >= n // 2 for _ in range(20_000))
+
+        assert 9_400 < upper < 10_600
+
+    def test_huge_and_trivial_ranges(self) -> None:
+        rng = SecretsRandom()
+
+        assert rng.randbelow(1) == 0
+        assert 0 <= rng.randbelow(1 << 80) < 1 << 80
+        with pytest.raises(ValueError, match="positive"):
+            rng.randbelow(0)
+
+    def test_two_sources_do_not_repeat_each_other(self) -> None:
+        first = [SecretsRandom().randbelow(1 << 60) for _ in range(3)]
+        second = [SecretsRandom().randbelow(1 << 60) for _ in range(3)]
+
+        assert first != second

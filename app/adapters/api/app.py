@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 
 from app import __version__
 from app.adapters import web
@@ -18,7 +20,13 @@ from app.adapters.api.auth import Forbidden, Unauthorized
 from app.adapters.api.idempotency import install_replay_handler
 from app.adapters.api.introspect import api_routes
 from app.adapters.api.middleware import RequestIdMiddleware
-from app.adapters.api.problems import STATUS_BY_ERROR, install_problem_handlers, log, problem
+from app.adapters.api.problems import (
+    STATUS_BY_ERROR,
+    document_problems,
+    install_problem_handlers,
+    log,
+    problem,
+)
 from app.adapters.api.routers import (
     audit,
     blinding,
@@ -33,13 +41,15 @@ from app.adapters.api.tokens import TokenService
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
 from app.domain.access import roles_allowed
+from app.services.supply import expire_all_studies
 from app.settings import Settings
 
 STATUS_BY_ERROR.update({Unauthorized: 401, Forbidden: 403})
 
 
 def _document_roles(app: FastAPI) -> None:
-    """Each operation in the OpenAPI document names the roles the permission table allows."""
+    """Each operation in the OpenAPI document names the roles the permission table allows,
+    and its error answers (problem+json)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -57,10 +67,24 @@ def _document_roles(app: FastAPI) -> None:
             operation["description"] = (
                 operation.get("description", "") + f"\n\nAllowed roles: {', '.join(roles)}."
             ).strip()
+        document_problems(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _storage_refusal(exc: SQLAlchemyError) -> tuple[str, str] | None:
+    """A database that cannot take writes (read-only, or its disk full) is an operational
+    state to report clearly (503, a stable code), not an internal error."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)  # PostgreSQL (psycopg)
+    sqlite_code = (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF  # SQLite primary code
+    if sqlstate == "25006" or sqlite_code == 8:  # read_only_sql_transaction, SQLITE_READONLY
+        return "database_read_only", "the database is read-only; retry later"
+    if (sqlstate or "").startswith("53") or sqlite_code == 13:  # out of resources, SQLITE_FULL
+        return "storage_full", "the database is out of space; retry later"
+    return None
 
 
 def create_app(container: Container | None = None, settings: Settings | None = None) -> FastAPI:
@@ -68,9 +92,30 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     owned = container is None
     container = container or bootstrap(settings or Settings())
 
+    async def housekeeping(every: float) -> None:
+        """Mark expired kits and resupply, every `every` seconds, for as long as we serve."""
+        actor = container.system_actor("housekeeping")
+        while True:
+            await asyncio.sleep(every)
+            try:
+                expired = await to_thread.run_sync(expire_all_studies, lambda: container.uow(actor))
+            except Exception:
+                log.exception("housekeeping failed; retried at the next run")
+                continue
+            for slug, places in expired.items():
+                log.info(
+                    "kits expired",
+                    extra={"study": slug, "kits": sum(len(n) for n in places.values())},
+                )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = container.settings.worker_threads
+        every = container.settings.housekeeping_seconds
+        task = asyncio.create_task(housekeeping(every)) if every > 0 else None
         yield
+        if task is not None:
+            task.cancel()
         if owned:
             container.dispose()
 
@@ -92,11 +137,25 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        refusal = _storage_refusal(exc)
         log.error("database unavailable", extra={"error": type(exc.orig).__name__})
+        if refusal is not None:
+            return problem(503, *refusal)
         return problem(503, "database_unavailable", "the database is unavailable; retry later")
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot store or compare (a NUL character, a number out of
+        # range) got past validation: the request is at fault, not the service.
+        log.warning("value refused by the database", extra={"error": type(exc.orig).__name__})
+        return problem(422, "invalid_value", "a value in the request cannot be stored")
 
     @app.exception_handler(SQLAlchemyError)
     async def _db_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        refusal = _storage_refusal(exc)
+        if refusal is not None:
+            log.error("database refused a write", extra={"error": refusal[0]})
+            return problem(503, *refusal)
         log.exception("database error", exc_info=exc)
         return problem(500, "internal_error", "an unexpected error; quote the request id")
 

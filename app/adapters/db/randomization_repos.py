@@ -52,7 +52,7 @@ class _StudyScoped:
         return self._keys.cipher(self._session, self._study_id(slug), slug)
 
 
-def _subject(row: SubjectRow, study: str, site: str) -> Subject:
+def _subject(row: Any, study: str, site: str) -> Subject:
     return Subject(
         pk=row.id,
         study=study,
@@ -100,21 +100,28 @@ class SqlSubjectRepository(_StudyScoped):
         sites: frozenset[str] | None = None,
         for_update: bool = False,
     ) -> Subject | None:
+        subject, site = SubjectRow.__table__, SiteRow.__table__
+        try:
+            study_id = self._study_id(study)
+        except LookupError:
+            return None
         query = (
-            select(SubjectRow, SiteRow.code)
-            .join(SiteRow, SiteRow.id == SubjectRow.site_id)
-            .join(StudyRow, StudyRow.id == SubjectRow.study_id)
-            .where(StudyRow.slug == study, SubjectRow.subject_code == subject_id)
+            select(subject, site.c.code.label("site_code"))
+            .join(site, site.c.id == subject.c.site_id)
+            .where(
+                subject.c.study_id == study_id,
+                subject.c.subject_code == subject_id,
+            )
         )
         if sites is not None:
-            query = query.where(SiteRow.code.in_(sorted(sites)))
+            query = query.where(site.c.code.in_(sorted(sites)))
         if for_update:
-            query = query.with_for_update(of=SubjectRow)
-        found = self._session.execute(query).first()
+            query = query.with_for_update(of=subject)
+        found = self._session.connection().execute(query).first()
         if found is None:
             return None
-        memo.ids(self._session)[("site", study, found[1])] = found[0].site_id
-        return _subject(found[0], study, found[1])
+        memo.ids(self._session)[("site", study, found.site_code)] = found.site_id
+        return _subject(found, study, found.site_code)
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject:
         self._session.execute(
@@ -181,14 +188,19 @@ class SqlListRepository(_StudyScoped):
         return ListInfo(row.id, study, row.mode, row.version, row.method)
 
     def active(self, study: str, mode: str) -> ListInfo | None:
-        row = self._session.scalars(
-            select(RandomizationListRow).where(
-                RandomizationListRow.study_id == self._study_id(study),
-                RandomizationListRow.mode == mode,
-                RandomizationListRow.status == "active",
+        lists = RandomizationListRow.__table__.c
+        row = (
+            self._session.connection()
+            .execute(
+                select(lists.id, lists.mode, lists.version, lists.method).where(
+                    lists.study_id == self._study_id(study),
+                    lists.mode == mode,
+                    lists.status == "active",
+                )
             )
-        ).first()
-        return None if row is None else self._info(row, study)
+            .first()
+        )
+        return None if row is None else ListInfo(row.id, study, row.mode, row.version, row.method)
 
     def create(
         self,

@@ -36,7 +36,7 @@ class SqlStudyRepository:
             memo.remember_study(self._session, slug, row)
         return row
 
-    def _stored(self, row: StudyRow) -> StoredStudy:
+    def _stored(self, row: Any) -> StoredStudy:
         # Decoded once per process for each stored version: a definition never changes
         # under its envelope (the envelope is part of the key).
         key = (row.slug, row.definition_sealed)
@@ -51,8 +51,25 @@ class SqlStudyRepository:
         return stored
 
     def get(self, slug: str, *, for_update: bool = False) -> StoredStudy | None:
-        row = self._row(slug, for_update=for_update)
-        return None if row is None else self._stored(row)
+        # Read on every call of the API: a plain read of the columns it needs.
+        study = StudyRow.__table__.c
+        query = select(
+            study.id,
+            study.slug,
+            study.version,
+            study.definition_sha256,
+            study.definition_sealed,
+            study.mode,
+            study.locked_at,
+            study.locked_by,
+        ).where(study.slug == slug)
+        if for_update:
+            query = query.with_for_update()
+        row = self._session.connection().execute(query).first()
+        if row is None:
+            return None
+        memo.remember_study(self._session, slug, row)
+        return self._stored(row)
 
     def list(self) -> list[StoredStudy]:
         rows = self._session.scalars(select(StudyRow).order_by(StudyRow.slug)).all()

@@ -51,7 +51,7 @@ def audit_trail(
     action: Annotated[str | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # the seq column is 32-bit
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     query = AuditQuery(

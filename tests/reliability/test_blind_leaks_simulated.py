@@ -1,0 +1,138 @@
+"""The blind-leak scan over a simulated trial on a real server.
+
+`iwrs simulate`'s runner drives both example studies through the HTTP API of a server with
+two workers (sites activate and receive shipments, subjects are randomized and dosed at every
+visit, some discontinue, an investigator breaks the code for one). Then every arm code and
+label and every kit type code and description of both studies is searched for, in any letter
+case, in:
+- every response to a blinded role (everyone but the unblinded statistician, and but the
+  one answer that tells the investigator the arm of the subject they unblinded);
+- every line the server logged (its JSON logs on stdout and stderr, at INFO);
+- a text dump of the whole database (pg_dump).
+Zero hits anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from app.adapters.simulation import service as sim
+from app.adapters.simulation.runner import Api, Results, Simulation
+from app.domain.roles import Role
+from tests.integration.test_blind_leaks import dump, leaked
+from tests.reliability.service import Credentials, Service, study_document
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SUBJECTS_PER_STUDY = 6
+ENROLLMENT_DAYS = 4
+
+Seen = tuple[str, str, str, int, str]  # (role, method, path, status, body)
+
+
+class RecordingApi(Api):
+    """The simulation's HTTP client, keeping every answer with the role it was given to."""
+
+    def __init__(self, base_url: str, results: Results, roles: dict[str, str]) -> None:
+        super().__init__(base_url, results)
+        self.roles = roles
+        self.seen: list[Seen] = []
+
+    def call(
+        self,
+        method: str,
+        template: str,
+        creds: sim.Credentials | None,
+        fresh: bool = False,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        path = template.format(**kwargs.get("path", {}))
+        response = super().call(method, template, creds, fresh, **kwargs)
+        role = self.roles[creds.client_id] if creds else "anonymous"
+        self.seen.append((role, method, path, response.status_code, response.text))
+        return response
+
+
+def _setup(service: Service) -> tuple[sim.Setup, dict[str, str]]:
+    roles: dict[str, str] = {}
+
+    def made(creds: Credentials) -> sim.Credentials:
+        roles[creds.client_id] = creds.role.value
+        return sim.Credentials(creds.client_id, creds.client_secret)
+
+    studies = {}
+    for slug in ("iris-7a", "iris-7b"):
+        doc = study_document(slug)
+        sites = service.load(doc, receive=False)  # the pharmacists receive them
+        studies[slug] = sim.StudySetup(
+            slug=slug,
+            sites=sites,
+            visits=[(v["code"], int(v["day"])) for v in doc["visits"]],
+            factors={
+                f["code"]: [lv["code"] for lv in f["levels"]] for f in doc["stratification_factors"]
+            },
+            edc=made(service.client(Role.EDC, [slug])),
+            pharmacists={
+                site: made(service.client(Role.PHARMACIST, [slug], [site])) for site in sites
+            },
+            investigators={
+                site: made(service.client(Role.INVESTIGATOR, [slug], [site])) for site in sites
+            },
+        )
+    both = list(studies)
+    setup = sim.Setup(
+        url=service.url,
+        admin=made(service.client(Role.ADMIN, [])),
+        statistician=made(service.client(Role.UNBLINDED_STATISTICIAN, both)),
+        supply_manager=made(service.client(Role.SUPPLY_MANAGER, both)),
+        studies=studies,
+    )
+    return setup, roles
+
+
+def _may_see_an_arm(role: str, method: str, path: str, status: int) -> bool:
+    if role == Role.UNBLINDED_STATISTICIAN.value:
+        return True
+    # The investigator who breaks the code is told that one subject's arm, once.
+    return role == "investigator" and method == "POST" and path.endswith("/unblinding")
+
+
+def test_a_simulated_trial_leaks_no_arm_nor_kit_type(service: Service) -> None:
+    setup, roles = _setup(service)
+    service.start(workers=2)
+    simulation = Simulation(setup, SUBJECTS_PER_STUDY, ENROLLMENT_DAYS, seed=11)
+    simulation.api.http.close()
+    api = RecordingApi(setup.url, simulation.results, roles)
+    simulation.api = api
+    try:
+        results = simulation.run()
+    finally:
+        api.http.close()
+    service.stop()  # every log line written
+
+    # The trial happened: subjects dosed, one code broken, the allocations exported.
+    assert dict(results.errors) == {}
+    assert sum(results.visits_dispensed.values()) > 2 * SUBJECTS_PER_STUDY
+    assert len(results.unblinded) == 1
+    assert len(results.allocations) >= SUBJECTS_PER_STUDY
+    [unblinding] = [s for s in api.seen if s[1] == "POST" and s[2].endswith("/unblinding")]
+    arm = json.loads(unblinding[4])["arm"]
+    assert leaked(arm), "the scan would not see an arm"
+
+    blinded = [s for s in api.seen if not _may_see_an_arm(*s[:4])]
+    assert len(blinded) > 200
+    assert {s[0] for s in blinded} >= {"edc", "pharmacist", "supply_manager", "admin"}
+    assert [(s[:4], leaked(s[4])) for s in blinded if leaked(s[4])] == []
+
+    lines = service.logs().splitlines()
+    assert len(lines) > len(api.seen) // 2, "the server logged too little to be scanned"
+    assert all(json.loads(line) for line in lines), "a log line that is not JSON"
+    assert [line for line in lines if leaked(line)] == []
+
+    text, _raw = dump(service.database_url)
+    assert results.unblinded[0] in text, "the dump does not hold the trial"
+    assert leaked(text) == []
