@@ -69,6 +69,10 @@ def _dispense_worker(
         nonlocal lost_races
         moved = move_kits(*args, **kwargs)
         lost_races += not moved
+        if moved and unlocked:
+            # Hold the taken kits a moment before commit, so the other processes (which all
+            # chose the same kits first) overlap with this one whatever the machine's load.
+            time.sleep(0.05)
         return moved
 
     SqlSupplyRepository.move_kits = counting_move  # type: ignore[method-assign]

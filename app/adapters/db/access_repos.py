@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -52,6 +52,28 @@ GRANTS_CACHE_SIZE = 10_000
 _GRANTS: WeakKeyDictionary[
     Any, dict[tuple[int, str], tuple[frozenset[str], dict[str, frozenset[str]]]]
 ] = WeakKeyDictionary()
+
+
+def write_grants(
+    session: Session,
+    studies: Iterable[str],
+    sites: Mapping[str, frozenset[str]],
+    grant: Callable[[int, int | None], Any],
+) -> None:
+    """Store the grants of a new client or user: one row per study without sites, else one
+    per site; `grant(study_id, site_id)` makes the row."""
+    for slug in sorted(studies):
+        study_id = session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+        assert study_id is not None
+        codes = sorted(sites.get(slug, ()))
+        if not codes:
+            session.add(grant(study_id, None))
+        for code in codes:
+            site_id = session.scalar(
+                select(SiteRow.id).where(SiteRow.study_id == study_id, SiteRow.code == code)
+            )
+            session.add(grant(study_id, site_id))
+    session.flush()
 
 
 class SqlClientRepository:
@@ -103,20 +125,14 @@ class SqlClientRepository:
         )
         self._session.add(row)
         self._session.flush()
-        for slug in sorted(client.studies or ()):
-            study_id = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
-            assert study_id is not None
-            site_codes = sorted(client.sites.get(slug, ()))
-            if not site_codes:
-                self._session.add(ApiClientGrantRow(client_pk=row.id, study_id=study_id))
-            for code in site_codes:
-                site_id = self._session.scalar(
-                    select(SiteRow.id).where(SiteRow.study_id == study_id, SiteRow.code == code)
-                )
-                self._session.add(
-                    ApiClientGrantRow(client_pk=row.id, study_id=study_id, site_id=site_id)
-                )
-        self._session.flush()
+        write_grants(
+            self._session,
+            client.studies or (),
+            client.sites,
+            lambda study_id, site_id: ApiClientGrantRow(
+                client_pk=row.id, study_id=study_id, site_id=site_id
+            ),
+        )
 
     def get(self, client_id: str, *, for_update: bool = False) -> Client | None:
         if for_update:

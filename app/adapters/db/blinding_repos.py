@@ -41,17 +41,26 @@ class SqlBlindingRepository:
             if state.locked_at is None:
                 return None
             return state.locked_at, state.locked_by or ""
+        held: dict[str, tuple[datetime, str] | None] = self._session.info.setdefault(
+            "iwrs_study_held", {}
+        )
+        if hold and study in held:
+            return held[study]  # share-locked already in this transaction: it cannot change
         query = select(StudyRow.locked_at, StudyRow.locked_by).where(StudyRow.slug == study)
         if hold:
             query = query.with_for_update(read=True)
         row = self._session.execute(query).first()
-        if row is None or row.locked_at is None:
-            return None
-        return row.locked_at, row.locked_by or ""
+        found = (
+            None if row is None or row.locked_at is None else (row.locked_at, row.locked_by or "")
+        )
+        if hold:
+            held[study] = found
+        return found
 
     def lock(self, study: str, at: datetime, by: str) -> bool:
         # Conditional: of two racing locks exactly one changes the row.
         memo.forget_study_state(self._session, study)
+        self._session.info.get("iwrs_study_held", {}).pop(study, None)
         result = self._session.execute(
             update(StudyRow)
             .where(StudyRow.slug == study, StudyRow.locked_at.is_(None))

@@ -48,6 +48,9 @@ class KeyService:
         self.studies = BoundedCache()
         self._loader = keyring_loader
         self._cache: dict[tuple[int, int], StudyCipher] = {}
+        # A study's active cipher once a transaction that used it has committed (a study
+        # has one data key for life; `keys rotate` re-wraps it, the key itself is the same).
+        self._committed: dict[int, StudyCipher] = {}
         self._lock = threading.Lock()
 
     def keyring(self) -> Keyring:
@@ -86,8 +89,15 @@ class KeyService:
         memo: dict[int, StudyCipher] = session.info.setdefault("iwrs_ciphers", {})
         if study_id in memo:
             return memo[study_id]
-        memo[study_id] = self._active_cipher(session, study_id, slug)
+        known = self._committed.get(study_id)
+        memo[study_id] = known or self._active_cipher(session, study_id, slug)
         return memo[study_id]
+
+    def committed(self, session: Session) -> None:
+        """The session's transaction committed: its studies' ciphers are known for good."""
+        found: dict[int, StudyCipher] = session.info.get("iwrs_ciphers", {})
+        with self._lock:
+            self._committed.update(found)
 
     def _active_cipher(self, session: Session, study_id: int, slug: str) -> StudyCipher:
         row = session.scalars(

@@ -95,6 +95,7 @@ class SqlUnitOfWork:
         append_events(self.session, self._events, self.actor, self.request_id)
         self._events = []
         self.session.commit()
+        self._keys.committed(self.session)
 
     def rollback(self) -> None:
         self._events = []

@@ -8,9 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.adapters.crypto.user_secrets import open_user_secret, seal_user_secret
-from app.adapters.db.access_repos import read_grants
+from app.adapters.db.access_repos import read_grants, write_grants
 from app.adapters.db.keystore import KeyService
-from app.adapters.db.models import SiteRow, StudyRow
 from app.adapters.db.models_web import WebSessionRow, WebUserGrantRow, WebUserRow
 from app.domain.roles import Role
 from app.domain.users import SessionState, WebSession, WebUser
@@ -66,20 +65,14 @@ class SqlUserRepository:
         )
         self._session.add(row)
         self._session.flush()
-        for slug in sorted(user.studies or ()):
-            study_id = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
-            assert study_id is not None
-            codes = sorted(user.sites.get(slug, ()))
-            if not codes:
-                self._session.add(WebUserGrantRow(user_pk=row.id, study_id=study_id))
-            for code in codes:
-                site_id = self._session.scalar(
-                    select(SiteRow.id).where(SiteRow.study_id == study_id, SiteRow.code == code)
-                )
-                self._session.add(
-                    WebUserGrantRow(user_pk=row.id, study_id=study_id, site_id=site_id)
-                )
-        self._session.flush()
+        write_grants(
+            self._session,
+            user.studies or (),
+            user.sites,
+            lambda study_id, site_id: WebUserGrantRow(
+                user_pk=row.id, study_id=study_id, site_id=site_id
+            ),
+        )
 
     def get(self, user_id: str, *, for_update: bool = False) -> WebUser | None:
         row = self._row(user_id, for_update)
