@@ -139,8 +139,11 @@ class SqlSupplyRepository(_StudyScoped):
         self._session.add_all(lots.values())
         self._session.flush()
         depots = {code: self._depot_id(study, code) for code in {k.depot for k in kits}}
-        # Inserted in kit-number order, so row ids follow nothing about the types.
-        values = [
+        # Looked up before the stream starts: no other statement can run during a COPY.
+        sites = {code: self._site_id(study, code) for code in {k.site for k in kits} if code}
+        # Inserted in kit-number order, so row ids follow nothing about the types; sealed
+        # as they are streamed to the database.
+        values = (
             {
                 "study_id": study_id,
                 "kit_number": kit.kit_number,
@@ -152,13 +155,13 @@ class SqlSupplyRepository(_StudyScoped):
                 "status": (KitStatus.AT_DEPOT if kit.site is None else KitStatus.IN_TRANSIT).value,
                 "quarantined_from": None,
                 "depot_id": depots[kit.depot],
-                "site_id": None if kit.site is None else self._site_id(study, kit.site),
+                "site_id": None if kit.site is None else sites[kit.site],
                 "subject_pk": None,
                 "dispensation_id": None,
                 "updated_at": at,
             }
             for kit in sorted(kits, key=lambda k: k.kit_number)
-        ]
+        )
         insert_rows(self._session, KitRow, values)
 
     def stock(
