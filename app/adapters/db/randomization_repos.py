@@ -124,7 +124,7 @@ class SqlSubjectRepository(_StudyScoped):
         return _subject(found, study, found.site_code)
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject:
-        self._session.execute(
+        self._session.connection().execute(
             update(SubjectRow)
             .where(SubjectRow.id == subject.pk)
             .values(
@@ -339,7 +339,7 @@ class SqlListRepository(_StudyScoped):
         values: dict[str, Any] = {"next_sequence": next_sequence}
         if low_warned and not stratum.low_warned:
             values["low_warned_at"] = datetime.now(UTC)
-        self._session.execute(
+        self._session.connection().execute(
             update(StratumRow).where(StratumRow.id == stratum.id).values(**values)
         )
 
@@ -355,7 +355,7 @@ class SqlListRepository(_StudyScoped):
         at: datetime,
     ) -> None:
         cipher = self._cipher(subject.study)
-        self._session.execute(
+        self._session.connection().execute(
             insert(AllocationRow).values(
                 subject_pk=subject.pk,
                 list_id=info.id,

@@ -483,7 +483,7 @@ class SqlSupplyRepository(_StudyScoped):
         at: datetime,
         by: str,
     ) -> int:
-        new_id = self._session.execute(
+        statement = (
             insert(DispensationRow)
             .values(
                 subject_pk=subject.pk,
@@ -494,8 +494,8 @@ class SqlSupplyRepository(_StudyScoped):
                 dispensed_by=by,
             )
             .returning(DispensationRow.id)
-        ).scalar_one()
-        return int(new_id)
+        )
+        return int(self._session.connection().execute(statement).scalar_one())
 
     def dispensed_visits(self, subject: Subject) -> set[str]:
         return set(
