@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.domain.kits import damm_check_digit
+from app.domain.kits import KitStatus, damm_check_digit
 from app.domain.subjects import SubjectStatus
 from tests.browser.conftest import STUDY, Live, log_in
 from tests.conftest import TEST_ACTOR
@@ -151,7 +151,12 @@ def test_the_pharmacists_kit_number_is_checked_as_typed(
 ) -> None:
     with live.container.uow(TEST_ACTOR) as uow:
         (shipment,) = uow.supply.shipments(STUDY, site="FR01")
-    number = shipment.kit_numbers[0]
+        # A kit still on the shelf: the other walks' randomizations dispense some at random.
+        number = next(
+            k.kit_number
+            for k in uow.supply.kits(STUDY, numbers=shipment.kit_numbers)
+            if k.status is KitStatus.AT_SITE
+        )
     wrong = number[:7] + str((int(damm_check_digit(number[:7])) + 1) % 10)
     page = context.new_page()
     log_in(page, live, live.people["pharmacist"])

@@ -248,3 +248,22 @@ def test_without_the_site_lock_the_conditional_update_alone_suffices(
     results, lost_races = _race(prepared, keys_dir, unlocked=True)
     _check(prepared, keys_dir, results)
     assert lost_races > 0  # the processes did collide on the same kits
+
+
+def test_a_lost_move_reads_the_stock_again(prepared: str, keys_dir: Path) -> None:
+    """A transaction whose chosen kits were taken meanwhile sees the site's stock afresh on
+    its next choice (it retries on what is really left, not on what it read first)."""
+    container = _container(prepared, str(keys_dir))
+    try:
+        with container.uow(TEST_ACTOR) as slow:
+            before = slow.supply.stock(STUDY, KitStatus.AT_SITE, site=SITE)
+            taken = before[0].kit_id
+            with container.uow(TEST_ACTOR) as fast:
+                assert fast.supply.move_kits(STUDY, [taken], KitStatus.AT_SITE, KitStatus.DAMAGED)
+                fast.commit()
+            assert not slow.supply.move_kits(STUDY, [taken], KitStatus.AT_SITE, KitStatus.DISPENSED)
+            after = slow.supply.stock(STUDY, KitStatus.AT_SITE, site=SITE)
+            assert taken not in {c.kit_id for c in after}
+            assert len(after) == len(before) - 1
+    finally:
+        container.dispose()

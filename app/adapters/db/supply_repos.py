@@ -263,6 +263,8 @@ class SqlSupplyRepository(_StudyScoped):
                 ).all()
             )
         if locked != len(ids):
+            # Taken meanwhile: the stock read in this transaction is stale, read it again.
+            self._stock_memo.clear()
             return False
         for chunk in _chunks(ids):
             connection.execute(update(KitRow).where(kit.id.in_(chunk)).values(**values))
