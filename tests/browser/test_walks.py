@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from app.domain.kits import KitStatus, damm_check_digit
 from app.domain.subjects import SubjectStatus
@@ -41,12 +42,15 @@ def test_investigator_registers_and_randomizes_with_the_keyboard(
     page.screenshot(path=shots / "01-enrol.png", full_page=True)
     page.goto("/ui/login")
     page.screenshot(path=shots / "01-login.png", full_page=True)
-    # The e-mail field has the focus; Tab, type, Enter: no mouse.
+    # The e-mail field has the focus; Tab, type, Enter: no mouse. (Typing waits for the
+    # focus: the browser may place it a moment after the page has loaded.)
+    expect(page.get_by_label(re.compile("e-mail", re.IGNORECASE))).to_be_focused()
     page.keyboard.type(who.email)
     page.keyboard.press("Tab")
     page.keyboard.type(who.password)
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/login/code**")
+    expect(page.get_by_label(re.compile("6-digit code"))).to_be_focused()
     page.keyboard.type(live.code(who))
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/")
