@@ -265,7 +265,16 @@ def _choose_shipment(
     return chosen, short
 
 
+def _log_short(slug: str, site: Site, short: int) -> None:
+    if short:
+        log.warning(
+            "depot short for a shipment",
+            extra={"study": slug, "depot": site.depot, "site": site.code, "short": short},
+        )
+
+
 def _shipment_not_sent(uow: UnitOfWork, slug: str, site: Site, kind: str, short: int) -> None:
+    _log_short(slug, site, short)
     uow.record(
         AuditEvent(
             action="shipment.not_sent",
@@ -288,6 +297,7 @@ def _shipment_sent(
     now: datetime,
 ) -> ShipmentRecord:
     """Record the shipment of kits already in transit to the site (audited)."""
+    _log_short(slug, site, short)
     code = f"SH-{site.code}-{uow.supply.shipment_count(slug, site.code) + 1:03d}"
     shipment = uow.supply.add_shipment(slug, code, kind, site.depot, site.code, kit_ids, now)
     after: dict[str, object] = {
@@ -327,11 +337,6 @@ def _ship(
     for _attempt in range(MAX_ATTEMPTS):
         candidates = uow.supply.stock(slug, KitStatus.AT_DEPOT, depot=site.depot)
         chosen, short = _choose_shipment(candidates, needs, on_date, dnd, rng)
-        if short:
-            log.warning(
-                "depot short for a shipment",
-                extra={"study": slug, "depot": site.depot, "site": site.code, "short": short},
-            )
         if not chosen:
             _shipment_not_sent(uow, slug, site, kind, short)
             return None
@@ -384,11 +389,6 @@ def _record_initial_shipments(
         site = study.site(code)
         assert site is not None
         in_transit = uow.supply.stock(study.slug, KitStatus.IN_TRANSIT, site=code)
-        if short:
-            log.warning(
-                "depot short for a shipment",
-                extra={"study": study.slug, "depot": site.depot, "site": code, "short": short},
-            )
         if not in_transit:
             _shipment_not_sent(uow, study.slug, site, "initial", short)
             continue

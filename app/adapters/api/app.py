@@ -138,9 +138,10 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
         refusal = _storage_refusal(exc)
-        log.error("database unavailable", extra={"error": type(exc.orig).__name__})
         if refusal is not None:
+            log.error("database refused a write", extra={"error": refusal[0]})
             return problem(503, *refusal)
+        log.error("database unavailable", extra={"error": type(exc.orig).__name__})
         return problem(503, "database_unavailable", "the database is unavailable; retry later")
 
     @app.exception_handler(DataError)

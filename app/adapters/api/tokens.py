@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from app.adapters.cache import BoundedCache
 from app.adapters.crypto.keyring import Keyring
 from app.domain.clients import Client
 
@@ -45,7 +46,7 @@ class TokenService:
         self.ttl_seconds = ttl_seconds
         # Tokens already verified, with the keyring that verified them and their validity
         # window: a client presents its token on every call for up to its lifetime.
-        self._verified: dict[str, tuple[Keyring, TokenClaims, float, float]] = {}
+        self._verified = BoundedCache(VERIFIED_CACHE_SIZE)
 
     def issue(self, client: Client, now: datetime | None = None) -> str:
         now = now or datetime.now(UTC)
@@ -71,7 +72,7 @@ class TokenService:
 
     def verify(self, token: str) -> TokenClaims:
         keyring = self._keyring()
-        known = self._verified.get(token)
+        known: tuple[Keyring, TokenClaims, float, float] | None = self._verified.get(token)
         if known is not None:
             verified_by, claims, not_before, expires = known
             now = time.time()
@@ -81,9 +82,7 @@ class TokenService:
             ):
                 return claims
         found, not_before, expires = self._verify(token, keyring)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()
-        self._verified[token] = (keyring, found, not_before, expires)
+        self._verified.put(token, (keyring, found, not_before, expires))
         return found
 
     def _verify(self, token: str, keyring: Keyring) -> tuple[TokenClaims, float, float]:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.adapters.cache import BoundedCache
 from app.adapters.db.audit import chain_head, iter_chain, row_to_record
 from app.adapters.db.models import (
     ApiClientGrantRow,
@@ -49,9 +50,7 @@ def read_grants(
 
 
 GRANTS_CACHE_SIZE = 10_000
-_GRANTS: WeakKeyDictionary[
-    Any, dict[tuple[int, str], tuple[frozenset[str], dict[str, frozenset[str]]]]
-] = WeakKeyDictionary()
+_GRANTS: WeakKeyDictionary[Any, BoundedCache] = WeakKeyDictionary()  # by engine
 
 
 def write_grants(
@@ -83,16 +82,17 @@ class SqlClientRepository:
     def _to_domain(self, row: Any) -> Client:
         # A client's grants are fixed when it is made: kept per database, keyed by the
         # client's row and its (random, unique) client id.
-        per_database = _GRANTS.setdefault(self._session.get_bind(), {})
+        bind = self._session.get_bind()
+        per_database = _GRANTS.get(bind)
+        if per_database is None:
+            per_database = _GRANTS.setdefault(bind, BoundedCache(GRANTS_CACHE_SIZE))
         key = (row.id, row.client_id)
         grants = per_database.get(key)
         if grants is None:
             grants = read_grants(
                 self._session, ApiClientGrantRow, ApiClientGrantRow.client_pk == row.id
             )
-            if len(per_database) >= GRANTS_CACHE_SIZE:
-                per_database.clear()
-            per_database[key] = grants
+            per_database.put(key, grants)
         studies, sites = grants
         return Client(
             client_id=row.client_id,

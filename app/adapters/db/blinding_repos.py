@@ -26,13 +26,7 @@ class SqlBlindingRepository:
         self._keys = keys
 
     def _study_id(self, slug: str) -> int:
-        known = memo.ids(self._session)
-        if ("study", slug) not in known:
-            found = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
-            if found is None:
-                raise LookupError(slug)
-            known[("study", slug)] = found
-        return known[("study", slug)]
+        return memo.study_id(self._session, slug)
 
     def locked(self, study: str, *, hold: bool = False) -> tuple[datetime, str] | None:
         state = None if hold else memo.states(self._session).get(study)
@@ -41,9 +35,7 @@ class SqlBlindingRepository:
             if state.locked_at is None:
                 return None
             return state.locked_at, state.locked_by or ""
-        held: dict[str, tuple[datetime, str] | None] = self._session.info.setdefault(
-            "iwrs_study_held", {}
-        )
+        held = memo.held(self._session)
         if hold and study in held:
             return held[study]  # share-locked already in this transaction: it cannot change
         query = select(StudyRow.locked_at, StudyRow.locked_by).where(StudyRow.slug == study)
@@ -60,7 +52,6 @@ class SqlBlindingRepository:
     def lock(self, study: str, at: datetime, by: str) -> bool:
         # Conditional: of two racing locks exactly one changes the row.
         memo.forget_study_state(self._session, study)
-        self._session.info.get("iwrs_study_held", {}).pop(study, None)
         result = self._session.execute(
             update(StudyRow)
             .where(StudyRow.slug == study, StudyRow.locked_at.is_(None))

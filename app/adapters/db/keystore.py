@@ -11,33 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.adapters.cache import BoundedCache
 from app.adapters.crypto.envelope import StudyCipher, new_dek, unwrap_dek, wrap_dek
 from app.adapters.crypto.keyring import Keyring, KeyUnavailable
 from app.adapters.db.models import StudyKeyRow
-
-
-class BoundedCache:
-    """A small process-wide memo (cleared whole when full), safe across threads."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._items: dict[Any, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            if len(self._items) >= self._size:
-                self._items.clear()
-            self._items[key] = value
 
 
 class KeyService:

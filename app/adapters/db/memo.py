@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from app.adapters.db.models import StudyRow
 
 
 @dataclass(frozen=True, slots=True)
 class StudyState:
-    study_id: int
     mode: str
     locked_at: datetime | None
     locked_by: str | None
@@ -28,6 +30,23 @@ def ids(session: Session) -> dict[tuple[str, ...], int]:
     return found
 
 
+def study_id(session: Session, slug: str) -> int:
+    """The study's row id (LookupError when there is none), read once per transaction."""
+    known = ids(session)
+    if ("study", slug) not in known:
+        found = session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+        if found is None:
+            raise LookupError(slug)
+        known[("study", slug)] = found
+    return known[("study", slug)]
+
+
+def held(session: Session) -> dict[str, tuple[datetime, str] | None]:
+    """Studies whose row this transaction holds share-locked, with their lock (if any)."""
+    found: dict[str, tuple[datetime, str] | None] = session.info.setdefault("iwrs_study_held", {})
+    return found
+
+
 def states(session: Session) -> dict[str, StudyState]:
     found: dict[str, StudyState] = session.info.setdefault("iwrs_study_state", {})
     return found
@@ -35,8 +54,9 @@ def states(session: Session) -> dict[str, StudyState]:
 
 def remember_study(session: Session, slug: str, row: Any) -> None:
     ids(session)[("study", slug)] = row.id
-    states(session)[slug] = StudyState(row.id, row.mode, row.locked_at, row.locked_by)
+    states(session)[slug] = StudyState(row.mode, row.locked_at, row.locked_by)
 
 
 def forget_study_state(session: Session, slug: str) -> None:
     states(session).pop(slug, None)
+    held(session).pop(slug, None)

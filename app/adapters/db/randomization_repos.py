@@ -25,7 +25,6 @@ from app.adapters.db.models import (
     RandomizationListRow,
     SiteRow,
     StratumRow,
-    StudyRow,
     SubjectRow,
 )
 from app.domain.randomization import Slot
@@ -40,13 +39,7 @@ class _StudyScoped:
         self._keys = keys
 
     def _study_id(self, slug: str) -> int:
-        known = memo.ids(self._session)
-        if ("study", slug) not in known:
-            found = self._session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
-            if found is None:
-                raise LookupError(slug)
-            known[("study", slug)] = found
-        return known[("study", slug)]
+        return memo.study_id(self._session, slug)
 
     def _cipher(self, slug: str) -> StudyCipher:
         return self._keys.cipher(self._session, self._study_id(slug), slug)

@@ -69,38 +69,23 @@ class SqlSupplyRepository(_StudyScoped):
     # --- places ---------------------------------------------------------------------------
 
     def _site_id(self, study: str, code: str) -> int:
-        known = memo.ids(self._session)
-        key = ("site", study, code)
-        if key not in known:
-            known[key] = self._find_site_id(study, code)
-        return known[key]
-
-    def _find_site_id(self, study: str, code: str) -> int:
-        found = self._session.scalar(
-            select(SiteRow.id).where(
-                SiteRow.study_id == self._study_id(study), SiteRow.code == code
-            )
-        )
-        if found is None:
-            raise LookupError(f"{study}/{code}")
-        return found
+        return self._place_id(SiteRow, "site", study, code)
 
     def _depot_id(self, study: str, code: str) -> int:
-        known = memo.ids(self._session)
-        key = ("depot", study, code)
-        if key not in known:
-            known[key] = self._find_depot_id(study, code)
-        return known[key]
+        return self._place_id(DepotRow, "depot", study, code)
 
-    def _find_depot_id(self, study: str, code: str) -> int:
-        found = self._session.scalar(
-            select(DepotRow.id).where(
-                DepotRow.study_id == self._study_id(study), DepotRow.code == code
+    def _place_id(self, model: Any, kind: str, study: str, code: str) -> int:
+        """A site's or depot's row id, read once per transaction."""
+        known = memo.ids(self._session)
+        key = (kind, study, code)
+        if key not in known:
+            found = self._session.scalar(
+                select(model.id).where(model.study_id == self._study_id(study), model.code == code)
             )
-        )
-        if found is None:
-            raise LookupError(f"{study}/{code}")
-        return found
+            if found is None:
+                raise LookupError(f"{study}/{code}")
+            known[key] = found
+        return known[key]
 
     def lock_site(self, study: str, site: str) -> None:
         if (study, site) in self._locked_sites:
@@ -576,58 +561,17 @@ class SqlSupplyRepository(_StudyScoped):
         assert found is not None
         return found
 
-    def excursion(
-        self, study: str, code: str, *, for_update: bool = False
-    ) -> ExcursionRecord | None:
+    def _excursion_query(self, study: str) -> Any:
         shipment = aliased(ShipmentRow)
-        query = (
-            select(ExcursionRow, SiteRow.code, shipment.code)
-            .outerjoin(SiteRow, SiteRow.id == ExcursionRow.site_id)
-            .outerjoin(shipment, shipment.id == ExcursionRow.shipment_id)
-            .where(ExcursionRow.study_id == self._study_id(study), ExcursionRow.code == code)
-            .execution_options(populate_existing=True)
-        )
-        if for_update:
-            query = query.with_for_update(of=ExcursionRow)
-        found = self._session.execute(query).first()
-        if found is None:
-            return None
-        row, site, shipment_code = found
-        kits = self._session.execute(
-            select(KitRow.id, KitRow.kit_number)
-            .join(ExcursionKitRow, ExcursionKitRow.kit_id == KitRow.id)
-            .where(ExcursionKitRow.excursion_id == row.id)
-            .order_by(KitRow.kit_number)
-        ).all()
-        return ExcursionRecord(
-            id=row.id,
-            code=row.code,
-            site=site,
-            shipment=shipment_code,
-            description=row.description,
-            reported_at=row.reported_at,
-            reported_by=row.reported_by,
-            resolution=row.resolution,
-            resolved_at=row.resolved_at,
-            resolved_by=row.resolved_by,
-            kit_ids=tuple(k.id for k in kits),
-            kit_numbers=tuple(k.kit_number for k in kits),
-        )
-
-    def excursions(
-        self, study: str, *, sites: frozenset[str] | None = None
-    ) -> list[ExcursionRecord]:
-        shipment = aliased(ShipmentRow)
-        query = (
+        return (
             select(ExcursionRow, SiteRow.code, shipment.code)
             .outerjoin(SiteRow, SiteRow.id == ExcursionRow.site_id)
             .outerjoin(shipment, shipment.id == ExcursionRow.shipment_id)
             .where(ExcursionRow.study_id == self._study_id(study))
-            .order_by(ExcursionRow.reported_at.desc(), ExcursionRow.code)
         )
-        if sites is not None:
-            query = query.where(SiteRow.code.in_(sorted(sites)))
-        found = self._session.execute(query).all()
+
+    def _excursion_records(self, found: Sequence[Any]) -> list[ExcursionRecord]:
+        """Records of (excursion row, site code, shipment code) rows, with their kits."""
         if not found:
             return []
         kits: dict[int, list[tuple[int, str]]] = {row.id: [] for row, _site, _code in found}
@@ -655,6 +599,29 @@ class SqlSupplyRepository(_StudyScoped):
             )
             for row, site, shipment_code in found
         ]
+
+    def excursion(
+        self, study: str, code: str, *, for_update: bool = False
+    ) -> ExcursionRecord | None:
+        query = (
+            self._excursion_query(study)
+            .where(ExcursionRow.code == code)
+            .execution_options(populate_existing=True)
+        )
+        if for_update:
+            query = query.with_for_update(of=ExcursionRow)
+        found = self._session.execute(query).first()
+        return None if found is None else self._excursion_records([found])[0]
+
+    def excursions(
+        self, study: str, *, sites: frozenset[str] | None = None
+    ) -> list[ExcursionRecord]:
+        query = self._excursion_query(study).order_by(
+            ExcursionRow.reported_at.desc(), ExcursionRow.code
+        )
+        if sites is not None:
+            query = query.where(SiteRow.code.in_(sorted(sites)))
+        return self._excursion_records(self._session.execute(query).all())
 
     def resolve_excursion(self, excursion_id: int, resolution: str, at: datetime, by: str) -> None:
         self._session.execute(
