@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.dialects.postgresql import JSONB
@@ -315,6 +316,14 @@ class KitRow(Base):
         UniqueConstraint("study_id", "kit_number"),
         Index("ix_kit_site_status", "site_id", "status"),
         Index("ix_kit_depot_status", "depot_id", "status"),
+        # A subject's kits, by dispensation. Partial: most kits are never dispensed, so the
+        # index stays small and costs nothing when a kit list is written.
+        Index(
+            "ix_kit_dispensation_id",
+            "dispensation_id",
+            postgresql_where=text("dispensation_id IS NOT NULL"),
+            sqlite_where=text("dispensation_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
