@@ -1,7 +1,7 @@
 """Every benchmark figure, on SQLite and on PostgreSQL, each beside its target.
 
 Run: .venv/bin/python bench/bench_all.py [--quick] [--backends sqlite,postgres]
-         [--matrix 1x1,16x2,16x4] [--subjects 800] [--pgbench-seconds 10]
+         [--matrix 1x1,16x2,16x4] [--subjects 3000] [--pgbench-seconds 10]
 
 - list generation: 1,000,000 slots (1,000 strata x 1,000) in memory (bench_lists), and
   generated, sealed and stored (bench_list_storage) on each backend;
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small, fast smoke run")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--matrix", help="CLIENTSxWORKERS,... (default 1x1,16x2,16x4)")
-    parser.add_argument("--subjects", type=int, help="subjects per API run (default 800)")
+    parser.add_argument("--subjects", type=int, help="subjects per API run (default 3000)")
     parser.add_argument("--pgbench-seconds", type=int, help="default 10")
     parser.add_argument("--pgbench-threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, help="in-memory list runs (default 3)")
@@ -147,7 +147,7 @@ def main() -> None:
     quick = args.quick
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     matrix = parse_matrix(args.matrix or ("1x1,4x2" if quick else "1x1,16x2,16x4"))
-    subjects = args.subjects or (60 if quick else 800)
+    subjects = args.subjects or (60 if quick else 3000)
     storage_sites = 25 if quick else 250  # 4 strata x 1,000 slots per site
     kit_level = 312 if quick else 3125  # 4 sites x 2 types x 4 deliveries of it
     pgbench_seconds = args.pgbench_seconds or (3 if quick else 10)
