@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.adapters.clock import FileOffsetClock, SystemClock
 from app.adapters.crypto.keyring import Keyring, settings_keyring
 from app.adapters.crypto.secrets_hash import Argon2Hasher
-from app.adapters.db.engine import make_engine, make_session_factory
+from app.adapters.db.engine import (
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
 from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyringLoader, KeyService
 from app.adapters.db.uow import SqlUnitOfWork
@@ -29,6 +33,11 @@ class Container:
     keys: KeyService
     hasher: Argon2Hasher
     clock: SystemClock | FileOffsetClock = field(default_factory=SystemClock)
+    read_session_factory: sessionmaker[Session] | None = None
+
+    def __post_init__(self) -> None:
+        if self.read_session_factory is None:
+            self.read_session_factory = make_read_session_factory(self.session_factory)
 
     def uow(
         self,
@@ -40,6 +49,14 @@ class Container:
             request_id = request_id_var.get()
         return SqlUnitOfWork(
             self.session_factory, self.keys, actor, request_id, idempotency, self.clock
+        )
+
+    def read_uow(self, actor: Actor) -> SqlUnitOfWork:
+        """A unit of work for one read and no change (autocommit on PostgreSQL): it must not
+        write, since its statements are not one transaction."""
+        assert self.read_session_factory is not None
+        return SqlUnitOfWork(
+            self.read_session_factory, self.keys, actor, request_id_var.get(), None, self.clock
         )
 
     @staticmethod

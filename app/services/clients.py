@@ -221,6 +221,10 @@ def principal_from_token(
     or a rotated secret ends its tokens at once."""
     with uow:
         client = uow.clients.get(client_id)
+        # Ended by a commit, not a rollback (where it is a transaction at all): a rollback
+        # makes psycopg drop the connection's prepared statements, and every later statement
+        # would be parsed and planned again.
+        uow.commit()
     if client is None or client.disabled or client.secret_version != secret_version:
         raise AuthenticationFailed("the token's client is no longer valid")
     return principal_for(client, issued_at)

@@ -28,7 +28,10 @@ class StoredStudy:
 
 
 class StudyRepository(Protocol):
-    def get(self, slug: str, *, for_update: bool = False) -> StoredStudy | None: ...
+    def get(self, slug: str, *, for_update: bool = False, hold: bool = False) -> StoredStudy | None:
+        """The study; `hold` also share-locks its row until commit (see ensure_not_locked),
+        `for_update` locks it for a change."""
+        ...
 
     def list(self) -> list[StoredStudy]: ...
 

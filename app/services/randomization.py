@@ -80,10 +80,14 @@ class ModeMismatch(Conflict):
     code = "mode_mismatch"
 
 
-def _study(uow: UnitOfWork, principal: Principal | None, slug: str) -> StoredStudy:
+def _study(
+    uow: UnitOfWork, principal: Principal | None, slug: str, *, hold: bool = False
+) -> StoredStudy:
+    """The study the caller may see; `hold` share-locks its row as it is read, for a change
+    that ensure_not_locked guards."""
     if principal is not None and not principal.sees_study(slug):
         raise StudyNotFound(f"no study {slug!r}")
-    stored = uow.studies.get(slug)
+    stored = uow.studies.get(slug, hold=hold)
     if stored is None:
         raise StudyNotFound(f"no study {slug!r}")
     return stored
@@ -208,7 +212,7 @@ def register_subject(
 ) -> Subject:
     """Register a subject at a site of the caller's, with every stratification level."""
     with uow:
-        study = _study(uow, principal, slug).study
+        study = _study(uow, principal, slug, hold=True).study
         ensure_not_locked(uow, slug)
         site_def = study.site(site)
         if site_def is None:
@@ -295,7 +299,7 @@ def randomize(
 ) -> Randomization:
     """Allocate the subject the next slot of its stratum, exactly once (see module doc)."""
     with uow:
-        study = _study(uow, principal, slug).study
+        study = _study(uow, principal, slug, hold=True).study
         ensure_not_locked(uow, slug)
         subject = uow.subjects.get(
             slug, subject_id, sites=principal.sites_in(slug), for_update=True
@@ -352,7 +356,7 @@ def randomize(
         if weight_kg is not None:
             first_visit = study.visits[0].code
             dispensation = supply.dispense(
-                uow, study, subject, arm, first_visit, weight_kg, now.date()
+                uow, study, subject, arm, first_visit, weight_kg, now.date(), fresh=True
             )
         result = Randomization(
             subject_id, number, now, subject.site, key, dict(subject.strata), dispensation

@@ -196,10 +196,12 @@ class Inventory:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _study(uow: UnitOfWork, principal: Principal | None, slug: str) -> Study:
+def _study(uow: UnitOfWork, principal: Principal | None, slug: str, *, hold: bool = False) -> Study:
+    """The study the caller may see; `hold` share-locks its row as it is read (for a change
+    that ensure_not_locked guards)."""
     if principal is not None and not principal.sees_study(slug):
         raise StudyNotFound(f"no study {slug!r}")
-    stored = uow.studies.get(slug)
+    stored = uow.studies.get(slug, hold=hold)
     if stored is None:
         raise StudyNotFound(f"no study {slug!r}")
     return stored.study
@@ -658,19 +660,21 @@ def dispense(
     on_date: date,
     *,
     rng: RandomSource | None = None,
+    fresh: bool = False,
 ) -> Dispensation:
     """Pick and dispense the visit's kits inside an open uow (audited; no commit).
 
     The visit must be due on `on_date` (a UTC date; visit days count from the UTC date of
     randomization, or from `on_date` while the subject is being randomized), the kit type
     is the study's for arm x visit and the quantity that of the weight band. Then the site
-    is resupplied if it fell below a trigger.
+    is resupplied if it fell below a trigger. `fresh`: the subject was randomized in this
+    transaction, so no visit of theirs can have been dispensed yet.
     """
     rng = rng or SecretsRandom()
     slug = study.slug
     ensure_not_locked(uow, slug)
     uow.supply.lock_site(slug, subject.site)
-    done = uow.supply.dispensed_visits(subject)
+    done = set() if fresh else uow.supply.dispensed_visits(subject)
     randomized_on = subject.randomized_at.date() if subject.randomized_at else on_date
     visit_check(study.visits, randomized_on, done, visit, on_date)
     quantity = quantity_for_weight(study.dispensing, weight_kg)
@@ -730,7 +734,7 @@ def record_dispensation(
 ) -> Dispensation:
     """Dispense a randomized subject's kits for a visit (the API's use case)."""
     with uow:
-        study = _study(uow, principal, slug)
+        study = _study(uow, principal, slug, hold=True)
         subject, arm = _randomized_subject(uow, principal, slug, subject_id)
         result = dispense(
             uow, study, subject, arm, visit, weight_kg, uow.clock.now().date(), rng=rng
@@ -757,7 +761,7 @@ def replace_kit(
     number = KitNumber.parse(kit_number).value
     rng = rng or SecretsRandom()
     with uow:
-        study = _study(uow, principal, slug)
+        study = _study(uow, principal, slug, hold=True)
         ensure_not_locked(uow, slug)
         subject, _arm = _randomized_subject(uow, principal, slug, subject_id)
         uow.supply.lock_site(slug, subject.site)

@@ -4,7 +4,7 @@ and queries, so a foreign record is simply not found."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -33,7 +33,7 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
-def get_tokens(request: Request) -> TokenService:
+async def get_tokens(request: Request) -> TokenService:
     tokens: TokenService = request.app.state.tokens
     return tokens
 
@@ -49,16 +49,17 @@ def get_principal(
         claims = tokens.verify(credentials.credentials)
         actor = container.system_actor("auth")
         return principal_from_token(
-            container.uow(actor), claims.client_id, claims.secret_version, claims.issued_at
+            container.read_uow(actor), claims.client_id, claims.secret_version, claims.issued_at
         )
     except (InvalidToken, AuthenticationFailed):
         raise Unauthorized("the token is not valid") from None
 
 
-def require(action: Action) -> Callable[..., Principal]:
+def require(action: Action) -> Callable[..., Awaitable[Principal]]:
     """A dependency that yields the principal when its role may perform `action`."""
 
-    def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    # async: a pure check, run on the event loop rather than in a worker thread.
+    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.may(action):
             raise Forbidden(f"the {principal.role.value} role may not {action.value}")
         return principal

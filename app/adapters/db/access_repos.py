@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,6 +75,11 @@ def write_grants(
     session.flush()
 
 
+_CLIENT = select(ApiClientRow.__table__).where(
+    ApiClientRow.__table__.c.client_id == bindparam("client_id")
+)  # built once: every API call reads its client
+
+
 class SqlClientRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -139,12 +144,7 @@ class SqlClientRepository:
             row = self._row(client_id, for_update)
             return None if row is None else self._to_domain(row)
         # Every API call checks its client: one plain read.
-        client = ApiClientRow.__table__.c
-        found = (
-            self._session.connection()
-            .execute(select(ApiClientRow.__table__).where(client.client_id == client_id))
-            .first()
-        )
+        found = self._session.connection().execute(_CLIENT, {"client_id": client_id}).first()
         return None if found is None else self._to_domain(found)
 
     def get_by_name(self, name: str) -> Client | None:

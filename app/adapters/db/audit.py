@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Select, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,14 +24,33 @@ def database_now(session: Session) -> datetime:
     return value.astimezone(UTC)
 
 
+# Built once (every change of the service runs them): the head lock for each database's
+# clock, the head update and the event insert.
+_head = AuditChainHeadRow.__table__.c
+_LOCK_HEAD: dict[bool, Select[Any]] = {
+    sqlite_db: select(
+        _head.seq,
+        _head.hash,
+        func.strftime("%Y-%m-%d %H:%M:%f", "now") if sqlite_db else func.statement_timestamp(),
+    )
+    .where(_head.chain == bindparam("chain"))
+    .with_for_update()
+    for sqlite_db in (False, True)
+}
+_UPDATE_HEAD = (
+    update(AuditChainHeadRow)
+    .where(_head.chain == bindparam("head_chain"))
+    .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"), updated_at=bindparam("at"))
+)
+_INSERT_EVENTS = insert(AuditEventRow)
+
+
 def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
     """Lock the chain's head (made at its first event); its seq and hash, and the time now."""
-    head = AuditChainHeadRow.__table__.c
     connection = session.connection()
     sqlite_db = connection.dialect.name == "sqlite"
-    now_sql = func.strftime("%Y-%m-%d %H:%M:%f", "now") if sqlite_db else func.statement_timestamp()
-    query = select(head.seq, head.hash, now_sql).where(head.chain == chain).with_for_update()
-    found = connection.execute(query).first()
+    query = _LOCK_HEAD[sqlite_db]
+    found = connection.execute(query, {"chain": chain}).first()
     if found is None:
         now = database_now(session)
         insert = postgresql.insert if not sqlite_db else sqlite.insert
@@ -39,7 +59,7 @@ def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
             .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)
             .on_conflict_do_nothing(index_elements=["chain"])
         )
-        found = connection.execute(query).one()
+        found = connection.execute(query, {"chain": chain}).one()
     seq, digest, now_value = found
     if isinstance(now_value, str):
         now_value = datetime.fromisoformat(now_value).replace(tzinfo=UTC)
@@ -86,14 +106,11 @@ def append_events(
         heads[event.chain] = (record.seq, digest)
     session.flush()  # whatever the ORM still holds goes first
     connection = session.connection()
-    head = AuditChainHeadRow.__table__.c
     for chain, (seq, digest) in heads.items():
         connection.execute(
-            update(AuditChainHeadRow)
-            .where(head.chain == chain)
-            .values(seq=seq, hash=digest, updated_at=now)
+            _UPDATE_HEAD, {"head_chain": chain, "head_seq": seq, "head_hash": digest, "at": now}
         )
-    connection.execute(insert(AuditEventRow), rows)
+    connection.execute(_INSERT_EVENTS, rows)
 
 
 def row_to_record(row: AuditEventRow) -> AuditRecord:

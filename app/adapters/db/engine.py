@@ -51,3 +51,13 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 def make_session_factory(bind: Any) -> sessionmaker[Session]:
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=True)
+
+
+def make_read_session_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for a single read outside any transaction: on a PostgreSQL engine they run in
+    autocommit (no BEGIN and COMMIT around the one statement, two round trips fewer per API
+    call); anywhere else (SQLite, a test's connection) they are the ordinary sessions."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        return make_session_factory(bind.execution_options(isolation_level="AUTOCOMMIT"))
+    return factory

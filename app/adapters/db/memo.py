@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.adapters.db.models import StudyRow
@@ -30,11 +30,14 @@ def ids(session: Session) -> dict[tuple[str, ...], int]:
     return found
 
 
+_STUDY_ID = select(StudyRow.id).where(StudyRow.slug == bindparam("slug"))
+
+
 def study_id(session: Session, slug: str) -> int:
     """The study's row id (LookupError when there is none), read once per transaction."""
     known = ids(session)
     if ("study", slug) not in known:
-        found = session.scalar(select(StudyRow.id).where(StudyRow.slug == slug))
+        found = session.execute(_STUDY_ID, {"slug": slug}).scalar()
         if found is None:
             raise LookupError(slug)
         known[("study", slug)] = found

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.adapters.crypto.envelope import StudyCipher
@@ -31,6 +31,55 @@ from app.domain.randomization import Slot
 from app.domain.sealed import Sealed
 from app.domain.subjects import Subject, SubjectStatus
 from app.services.ports import DispensationView, ListInfo, StratumPlan, StratumState
+
+# The statements of every randomization, built once with bound parameters: building a
+# statement and its cache key on each call cost about 150 us of CPU, more than running it.
+_subjects, _sites = SubjectRow.__table__, SiteRow.__table__
+_SUBJECT = (
+    select(_subjects, _sites.c.code.label("site_code"))
+    .join(_sites, _sites.c.id == _subjects.c.site_id)
+    .where(
+        _subjects.c.study_id == bindparam("study_id"), _subjects.c.subject_code == bindparam("code")
+    )
+)
+_IN_SITES = _sites.c.code.in_(bindparam("sites", expanding=True))
+_SUBJECT_GET = {
+    (False, False): _SUBJECT,
+    (True, False): _SUBJECT.where(_IN_SITES),
+    (False, True): _SUBJECT.with_for_update(of=_subjects),
+    (True, True): _SUBJECT.where(_IN_SITES).with_for_update(of=_subjects),
+}
+_MARK_RANDOMIZED = (
+    update(SubjectRow)
+    .where(_subjects.c.id == bindparam("pk"))
+    .values(
+        status=bindparam("new_status"),
+        randomized_at=bindparam("at"),
+        randomization_number=bindparam("number"),
+    )
+)
+_lists = RandomizationListRow.__table__.c
+_ACTIVE_LIST = select(_lists.id, _lists.mode, _lists.version, _lists.method).where(
+    _lists.study_id == bindparam("study_id"),
+    _lists.mode == bindparam("mode"),
+    _lists.status == "active",
+)
+_stratum = StratumRow.__table__.c
+_LOCK_STRATUM = (
+    select(
+        _stratum.id,
+        _stratum.next_sequence,
+        _stratum.length,
+        _stratum.low_warned_at,
+        _stratum.slots_sealed,
+    )
+    .where(_stratum.list_id == bindparam("list_id"), _stratum.key == bindparam("key"))
+    .with_for_update()
+)
+_ADVANCE = update(StratumRow).where(_stratum.id == bindparam("stratum_id"))
+_INSERT_ALLOCATION = insert(AllocationRow)
+_allocation = AllocationRow.__table__.c
+_ARM_OF = select(_allocation.arm_sealed).where(_allocation.subject_pk == bindparam("pk"))
 
 
 class _StudyScoped:
@@ -93,24 +142,15 @@ class SqlSubjectRepository(_StudyScoped):
         sites: frozenset[str] | None = None,
         for_update: bool = False,
     ) -> Subject | None:
-        subject, site = SubjectRow.__table__, SiteRow.__table__
         try:
             study_id = self._study_id(study)
         except LookupError:
             return None
-        query = (
-            select(subject, site.c.code.label("site_code"))
-            .join(site, site.c.id == subject.c.site_id)
-            .where(
-                subject.c.study_id == study_id,
-                subject.c.subject_code == subject_id,
-            )
-        )
+        params: dict[str, Any] = {"study_id": study_id, "code": subject_id}
         if sites is not None:
-            query = query.where(site.c.code.in_(sorted(sites)))
-        if for_update:
-            query = query.with_for_update(of=subject)
-        found = self._session.connection().execute(query).first()
+            params["sites"] = sorted(sites)
+        query = _SUBJECT_GET[(sites is not None, for_update)]
+        found = self._session.connection().execute(query, params).first()
         if found is None:
             return None
         memo.ids(self._session)[("site", study, found.site_code)] = found.site_id
@@ -118,13 +158,13 @@ class SqlSubjectRepository(_StudyScoped):
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject:
         self._session.connection().execute(
-            update(SubjectRow)
-            .where(SubjectRow.id == subject.pk)
-            .values(
-                status=SubjectStatus.RANDOMIZED.value,
-                randomized_at=at,
-                randomization_number=number,
-            )
+            _MARK_RANDOMIZED,
+            {
+                "pk": subject.pk,
+                "new_status": SubjectStatus.RANDOMIZED.value,
+                "at": at,
+                "number": number,
+            },
         )
         return replace(
             subject,
@@ -181,16 +221,9 @@ class SqlListRepository(_StudyScoped):
         return ListInfo(row.id, study, row.mode, row.version, row.method)
 
     def active(self, study: str, mode: str) -> ListInfo | None:
-        lists = RandomizationListRow.__table__.c
         row = (
             self._session.connection()
-            .execute(
-                select(lists.id, lists.mode, lists.version, lists.method).where(
-                    lists.study_id == self._study_id(study),
-                    lists.mode == mode,
-                    lists.status == "active",
-                )
-            )
+            .execute(_ACTIVE_LIST, {"study_id": self._study_id(study), "mode": mode})
             .first()
         )
         return None if row is None else ListInfo(row.id, study, row.mode, row.version, row.method)
@@ -291,20 +324,9 @@ class SqlListRepository(_StudyScoped):
         )
 
     def lock_stratum(self, list_id: int, key: str) -> StratumState | None:
-        stratum = StratumRow.__table__.c
         found = (
             self._session.connection()
-            .execute(
-                select(
-                    stratum.id,
-                    stratum.next_sequence,
-                    stratum.length,
-                    stratum.low_warned_at,
-                    stratum.slots_sealed,
-                )
-                .where(stratum.list_id == list_id, stratum.key == key)
-                .with_for_update()
-            )
+            .execute(_LOCK_STRATUM, {"list_id": list_id, "key": key})
             .first()
         )
         if found is None:
@@ -329,12 +351,10 @@ class SqlListRepository(_StudyScoped):
         return self._open(info, stratum.key, sealed)[sequence - 1]
 
     def advance(self, stratum: StratumState, next_sequence: int, low_warned: bool) -> None:
-        values: dict[str, Any] = {"next_sequence": next_sequence}
+        values: dict[str, Any] = {"stratum_id": stratum.id, "next_sequence": next_sequence}
         if low_warned and not stratum.low_warned:
             values["low_warned_at"] = datetime.now(UTC)
-        self._session.connection().execute(
-            update(StratumRow).where(StratumRow.id == stratum.id).values(**values)
-        )
+        self._session.connection().execute(_ADVANCE, values)
 
     def add_allocation(
         self,
@@ -349,27 +369,26 @@ class SqlListRepository(_StudyScoped):
     ) -> None:
         cipher = self._cipher(subject.study)
         self._session.connection().execute(
-            insert(AllocationRow).values(
-                subject_pk=subject.pk,
-                list_id=info.id,
-                stratum_id=stratum.id,
-                sequence=sequence,
-                stratum_key=stratum.key,
-                randomization_number=number,
-                arm_sealed=cipher.seal("allocation", subject.subject_id, arm.encode()).envelope,
-                trace_sealed=None
+            _INSERT_ALLOCATION,
+            {
+                "subject_pk": subject.pk,
+                "list_id": info.id,
+                "stratum_id": stratum.id,
+                "sequence": sequence,
+                "stratum_key": stratum.key,
+                "randomization_number": number,
+                "arm_sealed": cipher.seal("allocation", subject.subject_id, arm.encode()).envelope,
+                "trace_sealed": None
                 if trace is None
                 else cipher.seal(
                     "trace", subject.subject_id, json.dumps(trace, default=str).encode()
                 ).envelope,
-                allocated_at=at,
-            )
+                "allocated_at": at,
+            },
         )
 
     def arm_of(self, subject: Subject) -> str | None:
-        sealed = self._session.scalar(
-            select(AllocationRow.arm_sealed).where(AllocationRow.subject_pk == subject.pk)
-        )
+        sealed = self._session.connection().execute(_ARM_OF, {"pk": subject.pk}).scalar()
         if sealed is None:
             return None
         return (

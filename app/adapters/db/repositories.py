@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.adapters.db import memo
@@ -20,6 +20,21 @@ from app.domain.study import Study
 from app.services.ports import StoredStudy
 
 DEFINITION_KIND = "study_definition"
+
+
+_study = StudyRow.__table__.c
+_STUDY = select(
+    _study.id,
+    _study.slug,
+    _study.version,
+    _study.definition_sha256,
+    _study.definition_sealed,
+    _study.mode,
+    _study.locked_at,
+    _study.locked_by,
+).where(_study.slug == bindparam("slug"))  # built once: it runs on every call of the API
+_STUDY_FOR_UPDATE = _STUDY.with_for_update()
+_STUDY_HELD = _STUDY.with_for_update(read=True)
 
 
 class SqlStudyRepository:
@@ -50,25 +65,18 @@ class SqlStudyRepository:
         self._keys.studies.put(key, stored)
         return stored
 
-    def get(self, slug: str, *, for_update: bool = False) -> StoredStudy | None:
+    def get(self, slug: str, *, for_update: bool = False, hold: bool = False) -> StoredStudy | None:
         # Read on every call of the API: a plain read of the columns it needs.
-        study = StudyRow.__table__.c
-        query = select(
-            study.id,
-            study.slug,
-            study.version,
-            study.definition_sha256,
-            study.definition_sealed,
-            study.mode,
-            study.locked_at,
-            study.locked_by,
-        ).where(study.slug == slug)
-        if for_update:
-            query = query.with_for_update()
-        row = self._session.connection().execute(query).first()
+        query = _STUDY_FOR_UPDATE if for_update else _STUDY_HELD if hold else _STUDY
+        row = self._session.connection().execute(query, {"slug": slug}).first()
         if row is None:
             return None
         memo.remember_study(self._session, slug, row)
+        if hold or for_update:
+            # Read under the row's lock: the lock state cannot change until commit.
+            memo.held(self._session)[slug] = (
+                None if row.locked_at is None else (row.locked_at, row.locked_by or "")
+            )
         return self._stored(row)
 
     def list(self) -> list[StoredStudy]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.adapters.db import memo
@@ -52,6 +52,64 @@ from app.services.ports import (
 KIT_TYPE_KIND = "kit_type"
 SITE_STOCK = (KitStatus.AT_SITE, KitStatus.IN_TRANSIT)
 CHUNK = 5000  # ids per statement: well under either database's limit on parameters
+
+
+# The statements of every dispensing, built once with bound parameters (see
+# randomization_repos: building them on each call cost more CPU than running them).
+_kit, _sites = KitRow.__table__.c, SiteRow.__table__.c
+_LOCK_SITE = (
+    select(_sites.id)
+    .where(_sites.study_id == bindparam("study_id"), _sites.code == bindparam("code"))
+    .with_for_update()
+)
+_STOCK = select(
+    _kit.id, _kit.kit_number, _kit.kit_type_sealed, _kit.expiry_date, _kit.status
+).where(
+    _kit.study_id == bindparam("study_id"), _kit.status.in_(bindparam("statuses", expanding=True))
+)
+_STOCK_ANYWHERE = _STOCK.order_by(_kit.id)
+_STOCK_AT_SITE = _STOCK.where(_kit.site_id == bindparam("place_id")).order_by(_kit.id)
+_STOCK_AT_DEPOT = _STOCK.where(
+    _kit.depot_id == bindparam("place_id"), _kit.site_id.is_(None)
+).order_by(_kit.id)
+_LOCK_KITS = (
+    select(_kit.id)
+    .where(
+        _kit.id.in_(bindparam("ids", expanding=True)),
+        _kit.study_id == bindparam("study_id"),
+        _kit.status == bindparam("expected"),
+    )
+    .order_by(_kit.id)
+    .with_for_update()
+)
+# The columns to set are the parameters given (status, updated_at and those of the move).
+_MOVE_KITS = update(KitRow).where(_kit.id.in_(bindparam("ids", expanding=True)))
+_KITS = (
+    select(
+        KitRow.id,
+        KitRow.kit_number,
+        KitRow.status,
+        LotRow.code,
+        KitRow.expiry_date,
+        DepotRow.code,
+        SiteRow.code,
+        SubjectRow.subject_code,
+        DispensationRow.visit,
+        KitRow.quarantined_from,
+    )
+    .join(LotRow, LotRow.id == KitRow.lot_id)
+    .outerjoin(DepotRow, DepotRow.id == KitRow.depot_id)
+    .outerjoin(SiteRow, SiteRow.id == KitRow.site_id)
+    .outerjoin(SubjectRow, SubjectRow.id == KitRow.subject_pk)
+    .outerjoin(DispensationRow, DispensationRow.id == KitRow.dispensation_id)
+    .where(KitRow.study_id == bindparam("study_id"))
+    .order_by(KitRow.kit_number)
+)
+_KITS_BY_IDS = _KITS.where(KitRow.id.in_(bindparam("ids", expanding=True)))
+_ADD_DISPENSATION = insert(DispensationRow).returning(DispensationRow.id)
+_DISPENSED_VISITS = select(DispensationRow.visit).where(
+    DispensationRow.subject_pk == bindparam("pk")
+)
 
 
 def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
@@ -90,10 +148,10 @@ class SqlSupplyRepository(_StudyScoped):
     def lock_site(self, study: str, site: str) -> None:
         if (study, site) in self._locked_sites:
             return
-        site_id = self._session.scalar(
-            select(SiteRow.id)
-            .where(SiteRow.study_id == self._study_id(study), SiteRow.code == site)
-            .with_for_update()
+        site_id = (
+            self._session.connection()
+            .execute(_LOCK_SITE, {"study_id": self._study_id(study), "code": site})
+            .scalar()
         )
         if site_id is not None:
             memo.ids(self._session)[("site", study, site)] = site_id
@@ -170,19 +228,20 @@ class SqlSupplyRepository(_StudyScoped):
     def _read_stock(
         self, study: str, statuses: tuple[KitStatus, ...], site: str | None, depot: str | None
     ) -> dict[str, list[KitCandidate]]:
-        kit = KitRow.__table__.c
-        query = select(kit.id, kit.kit_number, kit.kit_type_sealed, kit.expiry_date, kit.status)
-        query = query.where(
-            kit.study_id == self._study_id(study), kit.status.in_([s.value for s in statuses])
-        )
+        params: dict[str, Any] = {
+            "study_id": self._study_id(study),
+            "statuses": [s.value for s in statuses],
+        }
         if site is not None:
-            query = query.where(kit.site_id == self._site_id(study, site))
-        if depot is not None:
-            query = query.where(kit.depot_id == self._depot_id(study, depot), kit.site_id.is_(None))
+            query, params["place_id"] = _STOCK_AT_SITE, self._site_id(study, site)
+        elif depot is not None:
+            query, params["place_id"] = _STOCK_AT_DEPOT, self._depot_id(study, depot)
+        else:
+            query = _STOCK_ANYWHERE
         cipher = self._cipher(study)
         found: dict[str, list[KitCandidate]] = {s.value: [] for s in statuses}
         for kit_id, number, sealed, expiry, status in self._session.connection().execute(
-            query.order_by(kit.id)
+            query, params
         ):
             found[status].append(
                 KitCandidate(
@@ -231,20 +290,12 @@ class SqlSupplyRepository(_StudyScoped):
         if dispensation_id is not None:
             values["dispensation_id"] = dispensation_id
         study_id = self._study_id(study)
-        kit = KitRow.__table__.c
         connection = self._session.connection()
         locked = 0
         for chunk in _chunks(ids):
             locked += len(
                 connection.execute(
-                    select(kit.id)
-                    .where(
-                        kit.id.in_(chunk),
-                        kit.study_id == study_id,
-                        kit.status == expected.value,
-                    )
-                    .order_by(kit.id)
-                    .with_for_update()
+                    _LOCK_KITS, {"ids": chunk, "study_id": study_id, "expected": expected.value}
                 ).all()
             )
         if locked != len(ids):
@@ -252,7 +303,7 @@ class SqlSupplyRepository(_StudyScoped):
             self._stock_memo.clear()
             return False
         for chunk in _chunks(ids):
-            connection.execute(update(KitRow).where(kit.id.in_(chunk)).values(**values))
+            connection.execute(_MOVE_KITS, {**values, "ids": chunk})
         self._forget_moved(set(ids), expected, new)
         return True
 
@@ -274,28 +325,10 @@ class SqlSupplyRepository(_StudyScoped):
         shipment_id: int | None = None,
         sites: frozenset[str] | None = None,
     ) -> list[KitRecord]:
-        query = (
-            select(
-                KitRow.id,
-                KitRow.kit_number,
-                KitRow.status,
-                LotRow.code,
-                KitRow.expiry_date,
-                DepotRow.code,
-                SiteRow.code,
-                SubjectRow.subject_code,
-                DispensationRow.visit,
-                KitRow.quarantined_from,
-            )
-            .join(LotRow, LotRow.id == KitRow.lot_id)
-            .outerjoin(DepotRow, DepotRow.id == KitRow.depot_id)
-            .outerjoin(SiteRow, SiteRow.id == KitRow.site_id)
-            .outerjoin(SubjectRow, SubjectRow.id == KitRow.subject_pk)
-            .outerjoin(DispensationRow, DispensationRow.id == KitRow.dispensation_id)
-            .where(KitRow.study_id == self._study_id(study))
-        )
+        params: dict[str, Any] = {"study_id": self._study_id(study)}
+        query = _KITS
         if ids is not None:
-            query = query.where(KitRow.id.in_(sorted(set(ids))))
+            query, params["ids"] = _KITS_BY_IDS, sorted(set(ids))
         if numbers is not None:
             query = query.where(KitRow.kit_number.in_(sorted(set(numbers))))
         if shipment_id is not None:
@@ -328,7 +361,7 @@ class SqlSupplyRepository(_StudyScoped):
                 subject_id,
                 visit,
                 held_from,
-            ) in self._session.execute(query.order_by(KitRow.kit_number))
+            ) in self._session.execute(query, params)
         ]
 
     def status_counts(self, study: str, site: str) -> dict[str, int]:
@@ -470,25 +503,19 @@ class SqlSupplyRepository(_StudyScoped):
         at: datetime,
         by: str,
     ) -> int:
-        statement = (
-            insert(DispensationRow)
-            .values(
-                subject_pk=subject.pk,
-                visit=visit,
-                weight_kg=weight_kg,
-                quantity=quantity,
-                dispensed_at=at,
-                dispensed_by=by,
-            )
-            .returning(DispensationRow.id)
-        )
-        return int(self._session.connection().execute(statement).scalar_one())
+        values = {
+            "subject_pk": subject.pk,
+            "visit": visit,
+            "weight_kg": weight_kg,
+            "quantity": quantity,
+            "dispensed_at": at,
+            "dispensed_by": by,
+        }
+        return int(self._session.connection().execute(_ADD_DISPENSATION, values).scalar_one())
 
     def dispensed_visits(self, subject: Subject) -> set[str]:
         return set(
-            self._session.scalars(
-                select(DispensationRow.visit).where(DispensationRow.subject_pk == subject.pk)
-            )
+            self._session.connection().execute(_DISPENSED_VISITS, {"pk": subject.pk}).scalars()
         )
 
     def dispensations(self, subject: Subject) -> list[DispensationRecord]:
