@@ -83,3 +83,24 @@ class TestLookupsUseIndexes:
             rows = connection.execute(text(f"EXPLAIN QUERY PLAN {self.SUBJECT_KITS}")).all()
             plan = [row[-1] for row in rows]
         assert any("ix_kit_dispensation_id" in line for line in plan), plan
+
+    def test_a_sites_stock_is_read_through_the_site_index(
+        self, backend: str, connection: Connection
+    ) -> None:
+        # The dispensing's stock read names the site alone (its id is the study's own), so
+        # it needs no other index, whatever the statistics say.
+        from app.adapters.db.supply_repos import _STOCK_AT_SITE
+
+        sql = str(
+            _STOCK_AT_SITE.params(place_id=1, statuses=["at_site", "in_transit"]).compile(
+                dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
+        if backend == "postgres":
+            connection.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = connection.exec_driver_sql(f"EXPLAIN {sql}").scalars().all()
+        else:
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+            plan = [row[-1] for row in rows]
+        assert any("ix_kit_site_status" in line for line in plan), plan
+        assert not any("ix_kit_study_id" in line for line in plan), plan

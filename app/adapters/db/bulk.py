@@ -33,6 +33,12 @@ def insert_rows(session: Session, model: Any, rows: Iterable[Mapping[str, Any]])
     name = connection.dialect.identifier_preparer.format_table(table)
     driver = connection.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
-        for row in chain(first, iterator):
-            copy.write_row([row[c] for c in columns])
+    with driver.cursor() as cursor:
+        with cursor.copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
+            for row in chain(first, iterator):
+                copy.write_row([row[c] for c in columns])
+        # Fresh statistics for the planner at once, not when autovacuum next passes: with a
+        # table's statistics from before a 100,000-row load, a site's stock was read through
+        # the study's index (every kit of the trial), 2.7 ms instead of 0.3 ms a dispensing.
+        # ANALYZE counts this transaction's own new rows.
+        cursor.execute(f"ANALYZE {name}")

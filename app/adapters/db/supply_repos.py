@@ -62,16 +62,25 @@ _LOCK_SITE = (
     .where(_sites.study_id == bindparam("study_id"), _sites.code == bindparam("code"))
     .with_for_update()
 )
-_STOCK = select(
-    _kit.id, _kit.kit_number, _kit.kit_type_sealed, _kit.expiry_date, _kit.status
-).where(
-    _kit.study_id == bindparam("study_id"), _kit.status.in_(bindparam("statuses", expanding=True))
+_STOCK_COLUMNS = (_kit.id, _kit.kit_number, _kit.kit_type_sealed, _kit.expiry_date, _kit.status)
+_IN_STATUSES = _kit.status.in_(bindparam("statuses", expanding=True))
+_STOCK_ANYWHERE = (
+    select(*_STOCK_COLUMNS)
+    .where(_kit.study_id == bindparam("study_id"), _IN_STATUSES)
+    .order_by(_kit.id)
 )
-_STOCK_ANYWHERE = _STOCK.order_by(_kit.id)
-_STOCK_AT_SITE = _STOCK.where(_kit.site_id == bindparam("place_id")).order_by(_kit.id)
-_STOCK_AT_DEPOT = _STOCK.where(
-    _kit.depot_id == bindparam("place_id"), _kit.site_id.is_(None)
-).order_by(_kit.id)
+# By place: a site's or depot's id is read through its study, so it alone scopes the kits,
+# and the (place, status) index serves the read whatever the planner's statistics say.
+_STOCK_AT_SITE = (
+    select(*_STOCK_COLUMNS)
+    .where(_kit.site_id == bindparam("place_id"), _IN_STATUSES)
+    .order_by(_kit.id)
+)
+_STOCK_AT_DEPOT = (
+    select(*_STOCK_COLUMNS)
+    .where(_kit.depot_id == bindparam("place_id"), _kit.site_id.is_(None), _IN_STATUSES)
+    .order_by(_kit.id)
+)
 _LOCK_KITS = (
     select(_kit.id)
     .where(
@@ -228,16 +237,13 @@ class SqlSupplyRepository(_StudyScoped):
     def _read_stock(
         self, study: str, statuses: tuple[KitStatus, ...], site: str | None, depot: str | None
     ) -> dict[str, list[KitCandidate]]:
-        params: dict[str, Any] = {
-            "study_id": self._study_id(study),
-            "statuses": [s.value for s in statuses],
-        }
+        params: dict[str, Any] = {"statuses": [s.value for s in statuses]}
         if site is not None:
             query, params["place_id"] = _STOCK_AT_SITE, self._site_id(study, site)
         elif depot is not None:
             query, params["place_id"] = _STOCK_AT_DEPOT, self._depot_id(study, depot)
         else:
-            query = _STOCK_ANYWHERE
+            query, params["study_id"] = _STOCK_ANYWHERE, self._study_id(study)
         cipher = self._cipher(study)
         found: dict[str, list[KitCandidate]] = {s.value: [] for s in statuses}
         for kit_id, number, sealed, expiry, status in self._session.connection().execute(
