@@ -59,6 +59,8 @@ class KitCandidate:
     kit_id: int
     kit_type: str
     expiry_date: date
+    kit_number: str = ""  # as read from the shelf, for the pharmacist's answer
+    lot: str = ""
 
 
 def dispensable(

@@ -220,13 +220,6 @@ def _kit_numbers(texts: Sequence[str]) -> list[str]:
     return sorted({KitNumber.parse(text).value for text in texts})
 
 
-def _dispensed(kits: Sequence[KitRecord]) -> tuple[DispensedKit, ...]:
-    return tuple(
-        DispensedKit(k.kit_number, k.lot, k.expiry_date)
-        for k in sorted(kits, key=lambda k: k.kit_number)
-    )
-
-
 def kit_plan(study: Study) -> dict[str, dict[str, int]]:
     """How many kits of each type to make for each depot (see the module docstring)."""
     levels = study.supply.levels
@@ -434,7 +427,9 @@ def _take_site_kits(
     on_date: date,
     dispensation_id: int,
     rng: RandomSource,
-) -> list[int]:
+) -> tuple[DispensedKit, ...]:
+    """Choose and move the kits; the kits as the pharmacist is told them, by kit number
+    (from the shelf as read: number, lot and expiry never change)."""
     slug = study.slug
     for _attempt in range(MAX_ATTEMPTS):
         candidates = uow.supply.stock(slug, KitStatus.AT_SITE, site=subject.site)
@@ -449,7 +444,16 @@ def _take_site_kits(
             subject_pk=subject.pk,
             dispensation_id=dispensation_id,
         ):
-            return chosen
+            by_id = {c.kit_id: c for c in candidates}
+            return tuple(
+                sorted(
+                    (
+                        DispensedKit(by_id[i].kit_number, by_id[i].lot, by_id[i].expiry_date)
+                        for i in chosen
+                    ),
+                    key=lambda k: k.kit_number,
+                )
+            )
     raise SupplyBusy(f"kits at site {subject.site!r} kept being taken; retry")
 
 
@@ -685,10 +689,7 @@ def dispense(
     dispensation_id = uow.supply.add_dispensation(
         subject, visit, weight_kg, quantity, now, uow.actor.actor_id
     )
-    kit_ids = _take_site_kits(
-        uow, study, subject, kit_type, quantity, on_date, dispensation_id, rng
-    )
-    kits = _dispensed(uow.supply.kits(slug, ids=kit_ids))
+    kits = _take_site_kits(uow, study, subject, kit_type, quantity, on_date, dispensation_id, rng)
     uow.record(
         AuditEvent(
             action="dispensation.created",
@@ -778,12 +779,9 @@ def replace_kit(
         check_transition(number, old.status, KitStatus.RETURNED)
         kit_type = uow.supply.types_of(slug, [old.id])[old.id]
         now = uow.clock.now()
-        new_ids = _take_site_kits(
-            uow, study, subject, kit_type, 1, now.date(), dispensation.id, rng
-        )
+        (new,) = _take_site_kits(uow, study, subject, kit_type, 1, now.date(), dispensation.id, rng)
         if not uow.supply.move_kits(slug, [old.id], KitStatus.DISPENSED, KitStatus.RETURNED):
             raise KitNotDispensedAtVisit(f"kit {number} changed meanwhile")
-        (new,) = _dispensed(uow.supply.kits(slug, ids=new_ids))
         uow.record(
             AuditEvent(
                 action="kit.replaced",

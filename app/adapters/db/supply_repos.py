@@ -62,10 +62,19 @@ _LOCK_SITE = (
     .where(_sites.study_id == bindparam("study_id"), _sites.code == bindparam("code"))
     .with_for_update()
 )
-_STOCK_COLUMNS = (_kit.id, _kit.kit_number, _kit.kit_type_sealed, _kit.expiry_date, _kit.status)
+_STOCK_COLUMNS = (
+    _kit.id,
+    _kit.kit_number,
+    _kit.kit_type_sealed,
+    _kit.expiry_date,
+    _kit.status,
+    LotRow.__table__.c.code,
+)
+_WITH_LOT = KitRow.__table__.join(LotRow.__table__, LotRow.__table__.c.id == _kit.lot_id)
 _IN_STATUSES = _kit.status.in_(bindparam("statuses", expanding=True))
 _STOCK_ANYWHERE = (
     select(*_STOCK_COLUMNS)
+    .select_from(_WITH_LOT)
     .where(_kit.study_id == bindparam("study_id"), _IN_STATUSES)
     .order_by(_kit.id)
 )
@@ -73,11 +82,13 @@ _STOCK_ANYWHERE = (
 # and the (place, status) index serves the read whatever the planner's statistics say.
 _STOCK_AT_SITE = (
     select(*_STOCK_COLUMNS)
+    .select_from(_WITH_LOT)
     .where(_kit.site_id == bindparam("place_id"), _IN_STATUSES)
     .order_by(_kit.id)
 )
 _STOCK_AT_DEPOT = (
     select(*_STOCK_COLUMNS)
+    .select_from(_WITH_LOT)
     .where(_kit.depot_id == bindparam("place_id"), _kit.site_id.is_(None), _IN_STATUSES)
     .order_by(_kit.id)
 )
@@ -246,7 +257,7 @@ class SqlSupplyRepository(_StudyScoped):
             query, params["study_id"] = _STOCK_ANYWHERE, self._study_id(study)
         cipher = self._cipher(study)
         found: dict[str, list[KitCandidate]] = {s.value: [] for s in statuses}
-        for kit_id, number, sealed, expiry, status in self._session.connection().execute(
+        for kit_id, number, sealed, expiry, status, lot in self._session.connection().execute(
             query, params
         ):
             found[status].append(
@@ -254,6 +265,8 @@ class SqlSupplyRepository(_StudyScoped):
                     kit_id,
                     cipher.open_cached(KIT_TYPE_KIND, number, Sealed(sealed)).decode(),
                     expiry,
+                    number,
+                    lot,
                 )
             )
         return found
