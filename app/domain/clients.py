@@ -27,6 +27,12 @@ class AuthenticationFailed(DomainError):
     code = "invalid_client"
 
 
+class CallerNoLongerValid(DomainError):
+    """A token's client was disabled, or its secret rotated, after the token was issued."""
+
+    code = "unauthorized"
+
+
 class Throttled(DomainError):
     """Too many failed token requests for this client id; retry later."""
 

@@ -214,11 +214,9 @@ def principal_for(client: Client, issued_at: datetime | None) -> Principal:
     )
 
 
-def principal_from_token(
-    uow: UnitOfWork, client_id: str, secret_version: int, issued_at: datetime
-) -> Principal:
-    """The caller behind a valid token, from the client's current record: a disabled client
-    or a rotated secret ends its tokens at once."""
+def current_client(uow: UnitOfWork, client_id: str, secret_version: int) -> Client:
+    """The client behind a valid token, from its current record: a disabled client or a
+    rotated secret ends its tokens at once."""
     with uow:
         client = uow.clients.get(client_id)
         # Ended by a commit, not a rollback (where it is a transaction at all): a rollback
@@ -227,4 +225,4 @@ def principal_from_token(
         uow.commit()
     if client is None or client.disabled or client.secret_version != secret_version:
         raise AuthenticationFailed("the token's client is no longer valid")
-    return principal_for(client, issued_at)
+    return client

@@ -19,6 +19,7 @@ from tests.api.conftest import MakeClient
 from tests.conftest import TEST_ACTOR
 
 PROBLEM = "application/problem+json"
+REGISTER_STRATA = {"shock": "yes", "age": "lt65"}
 
 
 def _form(client_id: str, secret: str) -> dict[str, str]:
@@ -175,6 +176,30 @@ class TestRevocation:
         assert client.get("/api/v1/studies", headers=_bearer(token)).status_code == 401
         again = client.post("/oauth/token", data=_form(issued.client.client_id, issued.secret))
         assert again.status_code == 401
+
+    def test_a_known_caller_disabled_is_refused_before_any_change(
+        self, client: TestClient, loaded: Container, make_client: MakeClient
+    ) -> None:
+        # After its first call the client's role and grants are kept in memory; that it is
+        # still enabled is read in the transaction of every later call, so a write with a
+        # token of a client disabled meanwhile is refused and changes nothing.
+        issued = make_client("edc")
+        token = client.post(
+            "/oauth/token", data=_form(issued.client.client_id, issued.secret)
+        ).json()["access_token"]
+        assert client.get("/api/v1/studies", headers=_bearer(token)).status_code == 200
+        disable_client(
+            loaded.uow(TEST_ACTOR), issued.client.client_id, "left the study", datetime.now(UTC)
+        )
+        refused = client.post(
+            "/api/v1/studies/iris-7a/subjects",
+            json={"subject_id": "GONE-1", "site_id": "FR01", "strata": REGISTER_STRATA},
+            headers={**_bearer(token), "Idempotency-Key": "gone-1"},
+        )
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "unauthorized"
+        with loaded.uow(TEST_ACTOR) as uow:
+            assert uow.subjects.get("iris-7a", "GONE-1") is None
 
     def test_rotated_secret_ends_old_secret_and_tokens(
         self, client: TestClient, loaded: Container, make_client: MakeClient

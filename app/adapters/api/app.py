@@ -16,7 +16,7 @@ from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 
 from app import __version__
 from app.adapters import web
-from app.adapters.api.auth import Forbidden, Unauthorized
+from app.adapters.api.auth import CALLERS_CACHE_SIZE, Forbidden, Unauthorized
 from app.adapters.api.idempotency import install_replay_handler
 from app.adapters.api.introspect import api_routes
 from app.adapters.api.middleware import RequestIdMiddleware
@@ -38,6 +38,7 @@ from app.adapters.api.routers import (
     supply,
 )
 from app.adapters.api.tokens import TokenService
+from app.adapters.cache import BoundedCache
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
 from app.domain.access import roles_allowed
@@ -132,6 +133,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         container.settings.token_audience,
         container.settings.token_ttl_seconds,
     )
+    app.state.callers = BoundedCache(CALLERS_CACHE_SIZE)
     install_problem_handlers(app)
     install_replay_handler(app)
 

@@ -29,6 +29,7 @@ MEDIA_TYPE = "application/problem+json"
 # Domain error class -> HTTP status. Subclasses inherit their parent's status.
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     clients.AuthenticationFailed: 401,
+    clients.CallerNoLongerValid: 401,
     clients.Throttled: 429,
     clients.InvalidGrant: 422,
     IdempotencyKeyReused: 422,

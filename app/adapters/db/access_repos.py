@@ -80,6 +80,11 @@ _CLIENT = select(ApiClientRow.__table__).where(
 )  # built once: every API call reads its client
 
 
+_CALLER = select(
+    ApiClientRow.__table__.c.secret_version, ApiClientRow.__table__.c.disabled_at
+).where(ApiClientRow.__table__.c.client_id == bindparam("client_id"))
+
+
 class SqlClientRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -146,6 +151,11 @@ class SqlClientRepository:
         # Every API call checks its client: one plain read.
         found = self._session.connection().execute(_CLIENT, {"client_id": client_id}).first()
         return None if found is None else self._to_domain(found)
+
+    def still_valid(self, client_id: str, secret_version: int) -> bool:
+        """The client exists, is enabled and still has this secret version."""
+        row = self._session.connection().execute(_CALLER, {"client_id": client_id}).first()
+        return row is not None and row.disabled_at is None and row.secret_version == secret_version
 
     def get_by_name(self, name: str) -> Client | None:
         row = self._session.scalars(select(ApiClientRow).where(ApiClientRow.name == name)).first()

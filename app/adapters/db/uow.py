@@ -15,6 +15,7 @@ from app.adapters.db.access_repos import (
 )
 from app.adapters.db.audit import append_events
 from app.adapters.db.blinding_repos import SqlBlindingRepository
+from app.adapters.db.caller import caller_check
 from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
@@ -22,6 +23,7 @@ from app.adapters.db.repositories import SqlStudyRepository
 from app.adapters.db.supply_repos import SqlSupplyRepository
 from app.adapters.db.users_repos import SqlUserRepository, SqlWebSessionRepository
 from app.domain.audit import Actor, AuditEvent
+from app.domain.clients import CallerNoLongerValid
 from app.services.ports import Clock
 
 
@@ -67,13 +69,21 @@ class SqlUnitOfWork:
         self.blinding = SqlBlindingRepository(self.session, self._keys)
         self.users = SqlUserRepository(self.session, self._keys)
         self.web_sessions = SqlWebSessionRepository(self.session)
-        if self._idempotency is not None:
-            try:
+        check = caller_check.get()
+        if check is None and self._idempotency is None:
+            return self
+        try:
+            # The API caller first (see app.adapters.db.caller), then a replay, if any.
+            if check is not None and not self.clients.still_valid(
+                check.client_id, check.secret_version
+            ):
+                raise CallerNoLongerValid("the token is not valid")
+            if self._idempotency is not None:
                 self._idempotency.begin(self.session)
-            except BaseException:
-                self.session.rollback()
-                self.session.close()
-                raise
+        except BaseException:
+            self.session.rollback()
+            self.session.close()
+            raise
         return self
 
     def __exit__(

@@ -32,7 +32,7 @@ class ClockRead(BaseModel):
 @router.post("/clock", response_model=ClockRead)
 def advance_clock(
     body: ClockAdvance,
-    principal: Annotated[Principal, Depends(require(Action.SIMULATION_CLOCK))],
+    principal: Annotated[Principal, Depends(require(Action.SIMULATION_CLOCK, verify_now=True))],
     container: Annotated[Container, Depends(get_container)],
 ) -> ClockRead:
     if not isinstance(container.clock, FileOffsetClock):
