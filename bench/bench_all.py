@@ -8,7 +8,8 @@ Run: .venv/bin/python bench/bench_all.py [--quick] [--backends sqlite,postgres]
 - kits: 100,000 generated, sealed and stored with their initial shipments (bench_kits);
 - randomizations and dispensations per second through the HTTP API, with p50/p99, for each
   CLIENTSxWORKERS of --matrix (bench_api: uvicorn with that many worker processes, that many
-  client threads), with each server worker's peak RSS under that load;
+  keep-alive client connections from bench/loadgen.py), with each server worker's peak RSS
+  under that load;
 - on PostgreSQL, the pgbench floor (pgbench_floor): a randomization's transaction driven by
   pgbench with as many clients as the largest API run, both as the service's statements and
   as one statement per step, beside the API's figures.

@@ -59,9 +59,9 @@ TEMPLATE_SUBJECT = "B-00000"
 SEALED = "\\x" + "ab" * 66  # an arm envelope is ~132 bytes
 HASH = "5" * 64
 
-# One randomization, statement for statement, in the order the service ran them on
-# 2026-11-25 (commit 89c568b and the work then in progress)
-# (35 statements through the ORM, plus BEGIN and COMMIT; see --show-sql for today's).
+# One randomization, statement for statement, in the order the service runs them (session 3:
+# 17 statements between BEGIN and COMMIT, all with bound parameters and prepared by psycopg;
+# before BEGIN the pool's liveness check, ";", not sent here; see --show-sql for today's).
 # Differences: the stratum key is derived in the subject's statement (in Python in the
 # service), the stock read also returns the previous kit id (lag) so that pgbench can pick
 # two kits (\aset keeps the last row), values computed in Python are constants.
@@ -71,86 +71,51 @@ HASH = "5" * 64
 SERVICE = r"""
 \set k :k + 1
 \set n :base + :k * :nclients + :client_id + 1
--- authentication of the bearer token (its own short transaction in the service)
-SELECT id, client_id, name, role, all_studies, secret_hash, secret_version, disabled_at,
-       created_at FROM api_client WHERE client_id = :client_id_text;
-SELECT study.slug, site.code FROM api_client_grant
-  JOIN study ON study.id = api_client_grant.study_id
-  LEFT OUTER JOIN site ON site.id = api_client_grant.site_id
-  WHERE api_client_grant.client_pk = :client_pk;
 BEGIN;
--- the study definition and its lock state
-SELECT id, slug, title, protocol, version, definition_sha256, definition_sealed, created_at,
-       updated_at, mode, locked_at, locked_by FROM study WHERE slug = 'bench';
-SELECT locked_at, locked_by FROM study WHERE slug = 'bench' FOR SHARE;
+-- the caller's client, still enabled with this secret (the transaction's first statement)
+SELECT secret_version, disabled_at FROM api_client WHERE client_id = :client_id_text;
+-- the study, share-locked against a concurrent study lock
+SELECT id, slug, version, definition_sha256, definition_sealed, mode, locked_at, locked_by
+  FROM study WHERE slug = 'bench' FOR SHARE;
 -- lock the subject (its stratum key is derived in the same statement here, in Python there)
 SELECT subject.id AS pk, subject.site_id AS site_id, site.code AS site_code,
        subject.status, subject.strata, subject.registered_at, subject.randomized_at,
        subject.mode, subject.randomization_number, subject.unblinded, subject.ended_at,
        site.code || '|shock=' || (subject.strata ->> 'shock') || '|age='
          || (subject.strata ->> 'age') AS skey
-  FROM subject JOIN site ON site.id = subject.site_id JOIN study ON study.id = subject.study_id
-  WHERE study.slug = 'bench' AND subject.subject_code = 'P-' || :n
+  FROM subject JOIN site ON site.id = subject.site_id
+  WHERE subject.study_id = :study AND subject.subject_code = 'P-' || :n
   FOR UPDATE OF subject \gset s_
-SELECT mode FROM study WHERE slug = 'bench';
-SELECT id FROM study WHERE slug = 'bench';
-SELECT id, study_id, mode, version, method, status, seed_sealed, generated_at, generated_by
-  FROM randomization_list WHERE study_id = :study AND mode = 'live' AND status = 'active';
-SELECT id FROM study WHERE slug = 'bench';
--- lock the site (first visit servable), read the study key and the site's stock
+SELECT id, mode, version, method FROM randomization_list
+  WHERE study_id = :study AND mode = 'live' AND status = 'active';
+-- lock the site (first visit servable), read its stock on the shelf and in transit
 SELECT id FROM site WHERE study_id = :study AND code = :s_site_code FOR UPDATE;
-SELECT id FROM site WHERE study_id = :study AND code = :s_site_code;
-SELECT id, study_id, version, kek_id, wrapped_dek, created_at, retired_at FROM study_key
-  WHERE study_id = :study AND retired_at IS NULL ORDER BY version DESC LIMIT 1;
-SELECT id, kit_number, kit_type_sealed, expiry_date, lag(id) OVER (ORDER BY id) AS prev
-  FROM kit WHERE study_id = :study AND status = 'at_site' AND site_id = :s_site_id
-  ORDER BY id \aset kit_
--- lock the stratum's cursor, read its sealed slots, advance it
-SELECT id, list_id, key, site_id, levels, next_sequence, length, slots_sealed, low_warned_at
-  FROM stratum
+SELECT kit.id, kit.kit_number, kit.kit_type_sealed, kit.expiry_date, kit.status, lot.code,
+       lag(kit.id) OVER (ORDER BY kit.id) AS prev
+  FROM kit JOIN lot ON lot.id = kit.lot_id
+  WHERE kit.site_id = :s_site_id AND kit.status IN ('at_site', 'in_transit')
+  ORDER BY kit.id \aset kit_
+-- lock the stratum's cursor (with its sealed slots), advance it
+SELECT id, next_sequence, length, low_warned_at, slots_sealed FROM stratum
   WHERE list_id = :list AND key = :s_skey FOR UPDATE \gset st_
-SELECT slots_sealed FROM stratum WHERE id = :st_id;
 \set next :st_next_sequence + 1
 UPDATE stratum SET next_sequence = :next WHERE id = :st_id;
 -- the allocation and the subject's new state
 INSERT INTO allocation (subject_pk, list_id, stratum_id, sequence, stratum_key,
     randomization_number, arm_sealed, trace_sealed, allocated_at)
   VALUES (:s_pk, :list, :st_id, :st_next_sequence, :s_skey, 10000000 + :n, :sealed, NULL,
-    now()) RETURNING id;
+    now());
 UPDATE subject SET status = 'randomized', randomized_at = now(),
     randomization_number = 10000000 + :n WHERE id = :s_pk;
-SELECT id, study_id, site_id, subject_code, status, strata, registered_at, randomized_at, mode,
-       randomization_number, unblinded, ended_at FROM subject WHERE id = :s_pk;
--- the first visit's dispensation: two kits
-SELECT locked_at, locked_by FROM study WHERE slug = 'bench' FOR SHARE;
-SELECT id FROM site WHERE study_id = :study AND code = :s_site_code FOR UPDATE;
-SELECT id, visit, quantity, dispensed_at, dispensed_by FROM dispensation
-  WHERE subject_pk = :s_pk ORDER BY dispensed_at, id;
+-- the first visit's dispensation: two kits, locked in id order, then moved
 INSERT INTO dispensation (subject_pk, visit, weight_kg, quantity, dispensed_at, dispensed_by)
   VALUES (:s_pk, 'D1', 70, 2, now(), :actor) RETURNING id AS dispensation \gset
-SAVEPOINT sa_savepoint_1;
+SELECT id FROM kit WHERE id IN (:kit_id, :kit_prev) AND study_id = :study
+  AND status = 'at_site' ORDER BY id FOR UPDATE;
 UPDATE kit SET status = 'dispensed', subject_pk = :s_pk, dispensation_id = :dispensation,
-    updated_at = now() WHERE id = :kit_id AND study_id = :study AND status = 'at_site';
-UPDATE kit SET status = 'dispensed', subject_pk = :s_pk, dispensation_id = :dispensation,
-    updated_at = now() WHERE id = :kit_prev AND study_id = :study AND status = 'at_site';
-RELEASE SAVEPOINT sa_savepoint_1;
-SELECT kit.id, kit.kit_number, kit.status, lot.code, kit.expiry_date, depot.code AS code_1,
-       site.code AS code_2, subject.subject_code, dispensation.visit, kit.quarantined_from
-  FROM kit JOIN lot ON lot.id = kit.lot_id LEFT OUTER JOIN depot ON depot.id = kit.depot_id
-  LEFT OUTER JOIN site ON site.id = kit.site_id
-  LEFT OUTER JOIN subject ON subject.id = kit.subject_pk
-  LEFT OUTER JOIN dispensation ON dispensation.id = kit.dispensation_id
-  WHERE kit.study_id = :study AND kit.id IN (:kit_id, :kit_prev) ORDER BY kit.kit_number;
--- the resupply check: stock at the site and in transit to it
-SELECT id, kit_number, kit_type_sealed, expiry_date FROM kit
-  WHERE study_id = :study AND status = 'at_site' AND site_id = :s_site_id ORDER BY id;
-SELECT id, kit_number, kit_type_sealed, expiry_date FROM kit
-  WHERE study_id = :study AND status = 'in_transit' AND site_id = :s_site_id ORDER BY id;
--- the audit chain: lock its head, append the two events (randomized, dispensed)
-SELECT statement_timestamp();
-INSERT INTO audit_chain_head (chain, seq, hash, updated_at)
-  VALUES ('bench', 0, :genesis, now()) ON CONFLICT (chain) DO NOTHING;
-SELECT chain, seq, hash, updated_at FROM audit_chain_head WHERE chain = 'bench'
+    updated_at = now() WHERE id IN (:kit_id, :kit_prev);
+-- the audit chain: lock its head (and read the clock), append the two events
+SELECT seq, hash, statement_timestamp() FROM audit_chain_head WHERE chain = 'bench'
   FOR UPDATE \gset head_
 \set seq1 :head_seq + 1
 \set seq2 :head_seq + 2
