@@ -12,8 +12,9 @@ repeated by its count), shuffles it with Fisher-Yates (for i = n-1 down to 1, sw
 rng.randbelow(i + 1)) and pairs it with the numbers in their given order, so the numbers
 show no pattern by type.
 
-Lots: `plan_lots` gives every kit type the same number of lots, so that neither a lot code
-nor an expiry date tells a type (see its docstring).
+Lots: `plan_lots` makes blinded lots, each holding kits of every type, so that neither a
+lot code nor an expiry date tells a type, nor two kits of one lot that they are of one
+type (see its docstring).
 
 Statuses: `ALLOWED_TRANSITIONS` is the whole life cycle; anything else is refused.
 """
@@ -282,19 +283,20 @@ def plan_lots(
     kits_per_lot: int,
     first_expiry: date,
     shelf_life_days: int,
-    rng: RandomSource,
 ) -> list[PlannedLot]:
-    """Split the kits of each type into lots that reveal no type.
+    """Split the kits into blinded lots, each holding kits of every type.
 
-    Every type with kits gets the same number of lots, n = max over types of
-    ceil(count / kits_per_lot), its kits spread as evenly as possible (sizes differ by at most
-    one, none above `kits_per_lot`). Lots are packed in n rounds; round r holds one lot of
-    each type and expires on first_expiry + r * shelf_life_days (each round is a packaging
-    campaign one shelf life after the previous, so a long study stays in date). Codes
-    L0001, L0002... run round by round, in a random order of types within each round
-    (a Fisher-Yates shuffle of the sorted types). So a lot's code and expiry date are
-    independent of its type (except that a type with fewer kits than rounds has no lot in
-    the last rounds: there is nothing to put in them).
+    There are n = max over types of ceil(count / kits_per_lot) lots; lot r (from 0) holds
+    about a n-th of every type's kits (a type's shares differ by at most one, none above
+    `kits_per_lot`) and expires on first_expiry + r * shelf_life_days (each lot is a
+    packaging campaign one shelf life after the previous, so a long study stays in date).
+    Codes L0001, L0002... follow the expiry dates. One entry is returned per lot and type.
+
+    A lot code is on every kit a blinded pharmacist handles and in every dispensing answer.
+    Were lots one type each, two subjects given kits of one lot would be known to be on the
+    same treatment, and unblinding one subject would unblind every subject of its lots; a
+    lot of every type says nothing about the type of any of its kits (except that a type
+    with fewer kits than lots is missing from the last ones: there is nothing to put in).
     """
     if kits_per_lot < 1:
         raise ValueError("kits_per_lot must be positive")
@@ -306,11 +308,10 @@ def plan_lots(
     rounds = max((-(-kit_count_by_type[t] // kits_per_lot) for t in types), default=0)
     planned: list[PlannedLot] = []
     for r in range(rounds):
-        expiry = first_expiry + timedelta(days=r * shelf_life_days)
-        for kit_type in shuffled(types, rng):
+        lot = Lot(f"L{r + 1:04d}", first_expiry + timedelta(days=r * shelf_life_days))
+        for kit_type in types:
             base, extra = divmod(kit_count_by_type[kit_type], rounds)
             size = base + int(r < extra)
             if size:
-                code = f"L{len(planned) + 1:04d}"
-                planned.append(PlannedLot(Lot(code, expiry), kit_type, size))
+                planned.append(PlannedLot(lot, kit_type, size))
     return planned

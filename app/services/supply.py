@@ -8,8 +8,8 @@ from `plan_lots` (first expiry one shelf life after the day of generation) and e
 kits are dealt to its depots in expiry order, so every depot holds kits of every lot.
 
 Locks: a use case that changes a site's kits (dispensing, replacement, receipt, excursion,
-resupply) first locks the site's row, then moves kits with `move_kits` (a conditional
-UPDATE per kit in ascending id, checked by rowcount). So a site's supply changes are
+resupply) first locks the site's row, then moves kits with `move_kits` (locked in ascending
+id, each still in the status the choice saw, then one UPDATE). So a site's supply changes are
 serialized, a kit is never taken twice (a conflicting choice is simply made again), and all
 transactions take their locks in one order: subject, site, stratum, kits.
 
@@ -508,7 +508,6 @@ def generate_kits(
             study.supply.kits_per_lot,
             now.date() + timedelta(days=shelf_life),
             shelf_life,
-            rng,
         )
         kits: list[NewKit] = []
         taken = Counter[str]()

@@ -221,12 +221,14 @@ class TestKitGeneration:
         with loaded.uow(TEST_ACTOR) as uow:
             all_kits = uow.supply.kits(STUDY, numbers=numbers)
             types = uow.supply.types_of(STUDY, [k.id for k in all_kits])
-        by_expiry: dict[object, set[str]] = {}
+        by_lot: dict[tuple[str, object], set[str]] = {}
         for kit in all_kits:
-            by_expiry.setdefault(kit.expiry_date, set()).add(types[kit.id])
-        assert len(by_expiry) == 3
-        assert all(found == set(KIT_TYPES) for found in by_expiry.values())
-        assert len({k.lot for k in all_kits}) == 6
+            by_lot.setdefault((kit.lot, kit.expiry_date), set()).add(types[kit.id])
+        # Three lots, one per expiry date, each holding kits of every type: two kits of one
+        # lot may be of either type.
+        assert len(by_lot) == 3
+        assert len({expiry for _lot, expiry in by_lot}) == 3
+        assert all(found == set(KIT_TYPES) for found in by_lot.values())
 
     def test_generated_once(self, loaded: Container) -> None:
         generate(loaded)

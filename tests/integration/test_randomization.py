@@ -245,8 +245,16 @@ class TestRandomize:
 
 class TestMinimization:
     def test_minimized_allocation_with_its_trace(
-        self, container: Container, supply_ok: None, tmp_path: Path
+        self,
+        container: Container,
+        supply_ok: None,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
+        # A fixed seed: the biased coin (p = 0.8) is drawn from it, so the balance asserted
+        # below is the same on every run (with a fresh seed it was exceeded now and then;
+        # the statistical bound is the domain's property test's, over many trials).
+        monkeypatch.setattr(rnd.secrets, "token_bytes", lambda n: bytes(range(n)))
         text = (STUDIES_DIR / "iris-7a.toml").read_text(encoding="utf-8")
         text = text.replace(
             'method = "permuted_block"\nblock_sizes = [3, 6]',

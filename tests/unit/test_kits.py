@@ -19,6 +19,7 @@ from app.domain.kits import (
     InvalidKitTransition,
     KitNumber,
     KitStatus,
+    Lot,
     RandomSource,
     SecretsRandom,
     assign_kit_types,
@@ -271,43 +272,36 @@ class TestPlanLots:
     FIRST_EXPIRY = date(2027, 6, 30)
 
     def test_kits_split_into_lots_of_at_most_kits_per_lot(self) -> None:
-        plan = plan_lots(
-            {"KT_IL7": 250, "KT_PBO": 90}, 120, self.FIRST_EXPIRY, 540, SecretsRandom()
-        )
+        plan = plan_lots({"KT_IL7": 250, "KT_PBO": 90}, 120, self.FIRST_EXPIRY, 540)
 
         totals: Counter[str] = Counter()
         for planned in plan:
             totals[planned.kit_type] += planned.kit_count
             assert 1 <= planned.kit_count <= 120
         assert totals == {"KT_IL7": 250, "KT_PBO": 90}
-        assert [p.lot.code for p in plan] == [f"L{i:04d}" for i in range(1, 7)]
+        assert sorted({p.lot.code for p in plan}) == ["L0001", "L0002", "L0003"]
 
-    def test_every_type_has_one_lot_per_expiry_date(self) -> None:
-        plan = plan_lots(
-            {"KT_IL7": 250, "KT_PBO": 90}, 120, self.FIRST_EXPIRY, 540, SecretsRandom()
-        )
+    def test_every_lot_holds_every_type(self) -> None:
+        # Two subjects given kits of one lot may be on either treatment: a lot is no proxy
+        # for a type, and unblinding one subject tells nothing about the rest of its lot.
+        plan = plan_lots({"KT_IL7": 250, "KT_PBO": 90}, 120, self.FIRST_EXPIRY, 540)
 
-        by_expiry: dict[date, list[str]] = {}
+        types_by_lot: dict[Lot, list[str]] = {}
         for planned in plan:
-            by_expiry.setdefault(planned.lot.expiry_date, []).append(planned.kit_type)
-        assert set(by_expiry) == {self.FIRST_EXPIRY + timedelta(days=540 * r) for r in range(3)}
-        assert all(sorted(types) == ["KT_IL7", "KT_PBO"] for types in by_expiry.values())
-
-    def test_code_order_within_a_round_is_random(self) -> None:
-        def first_type(rng: RandomSource) -> str:
-            return plan_lots({"A": 10, "B": 10}, 10, self.FIRST_EXPIRY, 365, rng)[0].kit_type
-
-        assert first_type(ScriptedRandom([0])) == "B"
-        assert first_type(ScriptedRandom([1])) == "A"
+            types_by_lot.setdefault(planned.lot, []).append(planned.kit_type)
+        assert [lot.expiry_date for lot in types_by_lot] == [
+            self.FIRST_EXPIRY + timedelta(days=540 * r) for r in range(3)
+        ]
+        assert all(sorted(types) == ["KT_IL7", "KT_PBO"] for types in types_by_lot.values())
 
     def test_fewer_kits_than_rounds(self) -> None:
-        plan = plan_lots({"A": 30, "B": 1}, 10, self.FIRST_EXPIRY, 365, ScriptedRandom())
+        plan = plan_lots({"A": 30, "B": 1}, 10, self.FIRST_EXPIRY, 365)
 
         assert [p.kit_type for p in plan].count("B") == 1
         assert sum(p.kit_count for p in plan) == 31
 
     def test_nothing_to_plan(self) -> None:
-        assert plan_lots({"A": 0}, 10, self.FIRST_EXPIRY, 365, SecretsRandom()) == []
+        assert plan_lots({"A": 0}, 10, self.FIRST_EXPIRY, 365) == []
 
     @pytest.mark.parametrize(
         ("counts", "per_lot", "shelf_life"),
@@ -315,7 +309,7 @@ class TestPlanLots:
     )
     def test_invalid_arguments(self, counts: dict[str, int], per_lot: int, shelf_life: int) -> None:
         with pytest.raises(ValueError, match=r"positive|negative"):
-            plan_lots(counts, per_lot, self.FIRST_EXPIRY, shelf_life, SecretsRandom())
+            plan_lots(counts, per_lot, self.FIRST_EXPIRY, shelf_life)
 
 
 class TestSecretsRandom:
