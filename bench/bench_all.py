@@ -284,7 +284,7 @@ def main() -> None:
             f"(in {floor['prepare_s']} s)",
         )
         for shape, what in (
-            ("service", "the service's statements at 89c568b"),
+            ("service", "the service's statements"),
             ("essential", "one statement per step"),
         ):
             result = floor[shape]
