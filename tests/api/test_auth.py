@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from app.adapters.api.tokens import TokenService
 from app.bootstrap import Container
 from app.domain.clients import MAX_FAILURES
-from app.services.clients import disable_client, rotate_secret
+from app.services.clients import IssuedSecret, disable_client, rotate_secret
 from tests.api.conftest import MakeClient
 from tests.conftest import TEST_ACTOR
 
@@ -161,18 +161,26 @@ class TestBearerValidation:
         )
 
 
+def _disabled_after_a_call(
+    client: TestClient, loaded: Container, make_client: MakeClient
+) -> tuple[IssuedSecret, str]:
+    """A client that made one call with its token (so it is known), then was disabled."""
+    issued = make_client("edc")
+    token = client.post("/oauth/token", data=_form(issued.client.client_id, issued.secret)).json()[
+        "access_token"
+    ]
+    assert client.get("/api/v1/studies", headers=_bearer(token)).status_code == 200
+    disable_client(
+        loaded.uow(TEST_ACTOR), issued.client.client_id, "left the study", datetime.now(UTC)
+    )
+    return issued, token
+
+
 class TestRevocation:
     def test_disabled_client_tokens_stop_at_once(
         self, client: TestClient, loaded: Container, make_client: MakeClient
     ) -> None:
-        issued = make_client("edc")
-        token = client.post(
-            "/oauth/token", data=_form(issued.client.client_id, issued.secret)
-        ).json()["access_token"]
-        assert client.get("/api/v1/studies", headers=_bearer(token)).status_code == 200
-        disable_client(
-            loaded.uow(TEST_ACTOR), issued.client.client_id, "left the study", datetime.now(UTC)
-        )
+        issued, token = _disabled_after_a_call(client, loaded, make_client)
         assert client.get("/api/v1/studies", headers=_bearer(token)).status_code == 401
         again = client.post("/oauth/token", data=_form(issued.client.client_id, issued.secret))
         assert again.status_code == 401
@@ -183,14 +191,7 @@ class TestRevocation:
         # After its first call the client's role and grants are kept in memory; that it is
         # still enabled is read in the transaction of every later call, so a write with a
         # token of a client disabled meanwhile is refused and changes nothing.
-        issued = make_client("edc")
-        token = client.post(
-            "/oauth/token", data=_form(issued.client.client_id, issued.secret)
-        ).json()["access_token"]
-        assert client.get("/api/v1/studies", headers=_bearer(token)).status_code == 200
-        disable_client(
-            loaded.uow(TEST_ACTOR), issued.client.client_id, "left the study", datetime.now(UTC)
-        )
+        _issued, token = _disabled_after_a_call(client, loaded, make_client)
         refused = client.post(
             "/api/v1/studies/iris-7a/subjects",
             json={"subject_id": "GONE-1", "site_id": "FR01", "strata": REGISTER_STRATA},
