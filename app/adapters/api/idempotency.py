@@ -37,6 +37,8 @@ async def idempotency_request(
         ),
     ] = None,
 ) -> IdempotencyRequest:
+    if idempotency_key is None:
+        return IdempotencyRequest(None, "")  # nothing to replay: no fingerprint to take
     raw = await request.body()
     try:
         canonical: Any = json.loads(raw) if raw else None
