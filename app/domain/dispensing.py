@@ -19,6 +19,7 @@ serve the first visit whatever the arm, so a refusal never depends on the subjec
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -109,6 +110,52 @@ def choose_kits(
             break
         chosen.extend(c.kit_id for c in shuffled(list(group), rng)[:needed])
     return chosen
+
+
+class FefoPool:
+    """The kits of one place, drawn from many times: first-expiry-first-out, uniformly at
+    random among kits of equal expiry, as `choose_kits` draws, but each draw costs only the
+    kits it takes. For the initial shipments of a new kit list, where `choose_kits` over a
+    depot's shrinking list would sort the whole depot again for every site (200 sites of a
+    100,000-kit list: 12 s)."""
+
+    def __init__(
+        self, candidates: Iterable[KitCandidate], on_date: date, do_not_dispense_days: int
+    ) -> None:
+        eligible = sorted(
+            dispensable(candidates, on_date, do_not_dispense_days),
+            key=lambda c: (c.kit_type, c.expiry_date, c.kit_id),
+        )
+        self._groups: dict[str, deque[list[int]]] = {}
+        self._counts: dict[str, int] = {}
+        for (kit_type, _expiry), group in groupby(
+            eligible, key=lambda c: (c.kit_type, c.expiry_date)
+        ):
+            ids = [c.kit_id for c in group]
+            self._groups.setdefault(kit_type, deque()).append(ids)
+            self._counts[kit_type] = self._counts.get(kit_type, 0) + len(ids)
+
+    def available(self, kit_type: str) -> int:
+        return self._counts.get(kit_type, 0)
+
+    def take(self, kit_type: str, quantity: int, rng: RandomSource) -> list[int]:
+        """`quantity` kits of the type, gone from the pool."""
+        if quantity < 1:
+            raise ValueError("quantity must be positive")
+        if quantity > self.available(kit_type):
+            raise InsufficientSupply("not enough dispensable kits for this shipment")
+        groups = self._groups[kit_type]
+        chosen: list[int] = []
+        while len(chosen) < quantity:
+            group = groups[0]  # the earliest expiry left
+            for _ in range(min(quantity - len(chosen), len(group))):
+                j = rng.randbelow(len(group))
+                group[j], group[-1] = group[-1], group[j]
+                chosen.append(group.pop())
+            if not group:
+                groups.popleft()
+        self._counts[kit_type] -= quantity
+        return chosen
 
 
 def visit_check(

@@ -31,6 +31,7 @@ from decimal import Decimal
 from app.domain.access import Principal
 from app.domain.audit import AuditEvent
 from app.domain.dispensing import (
+    FefoPool,
     KitCandidate,
     VisitNotAllowed,
     choose_kits,
@@ -349,26 +350,27 @@ def _plan_initial_shipments(
     """Each active site's initial kits, chosen from a new kit list before it is stored (the
     study is locked, nothing else can take them): the kits with their destination, and by
     site how many kits were short (sites absent got nothing)."""
-    on_date, dnd = now.date(), study.supply.do_not_dispense_days
     by_depot: dict[str, list[KitCandidate]] = {}
     for index, kit in enumerate(kits):
         by_depot.setdefault(kit.depot, []).append(
             KitCandidate(index, kit.kit_type, kit.lot.expiry_date)
         )
+    on_date, dnd = now.date(), study.supply.do_not_dispense_days
+    pools = {depot: FefoPool(found, on_date, dnd) for depot, found in by_depot.items()}
+    needs = initial_shipment(study.supply.levels)
     destination: dict[int, str] = {}
     shorts: dict[str, int] = {}
     for site in sorted(study.sites, key=lambda s: s.code):
         if not site.active:
             continue
-        candidates = by_depot.get(site.depot, [])
-        chosen, short = _choose_shipment(
-            candidates, initial_shipment(study.supply.levels), on_date, dnd, rng
-        )
+        pool = pools.get(site.depot)
+        short = 0
+        for kit_type, wanted in sorted(needs.items()):
+            count = min(wanted, pool.available(kit_type)) if pool is not None else 0
+            short += wanted - count
+            if pool is not None and count:
+                destination.update(dict.fromkeys(pool.take(kit_type, count, rng), site.code))
         shorts[site.code] = short
-        if chosen:
-            taken = set(chosen)
-            by_depot[site.depot] = [c for c in candidates if c.kit_id not in taken]
-            destination.update(dict.fromkeys(chosen, site.code))
     planned = [
         replace(kit, site=destination[index]) if index in destination else kit
         for index, kit in enumerate(kits)

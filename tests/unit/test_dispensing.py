@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from app.domain.dispensing import (
+    FefoPool,
     InsufficientSupply,
     KitCandidate,
     VisitAlreadyDispensed,
@@ -50,6 +51,51 @@ class LastRandom:
 
 def kit(kit_id: int, days_left: int, kit_type: str = "KT_IL7") -> KitCandidate:
     return KitCandidate(kit_id, kit_type, TODAY + timedelta(days=days_left))
+
+
+class TestFefoPool:
+    """Many draws from one place, as for a new kit list's initial shipments."""
+
+    def test_first_expiry_first_out_and_each_kit_once(self) -> None:
+        pool = FefoPool([kit(1, 300), kit(2, 200), kit(3, 200), kit(4, 100)], TODAY, 30)
+        first = pool.take("KT_IL7", 1, SecretsRandom())
+        second = pool.take("KT_IL7", 2, SecretsRandom())
+        assert first == [4]
+        assert sorted(second) == [2, 3]
+        assert pool.take("KT_IL7", 1, SecretsRandom()) == [1]
+        assert pool.available("KT_IL7") == 0
+
+    def test_a_draw_spans_expiry_groups_in_order(self) -> None:
+        pool = FefoPool([kit(1, 300), kit(2, 200), kit(3, 100)], TODAY, 30)
+        assert sorted(pool.take("KT_IL7", 2, SecretsRandom())) == [2, 3]
+
+    def test_types_are_drawn_apart(self) -> None:
+        pool = FefoPool([kit(1, 100, "A"), kit(2, 100, "B"), kit(3, 200, "A")], TODAY, 30)
+        assert pool.available("A") == 2
+        assert pool.take("B", 1, SecretsRandom()) == [2]
+        assert pool.available("A") == 2
+        assert pool.available("B") == 0
+
+    def test_kits_inside_the_do_not_dispense_window_are_not_in_it(self) -> None:
+        pool = FefoPool([kit(1, 10), kit(2, 31), kit(3, 30)], TODAY, 30)
+        assert pool.available("KT_IL7") == 1
+        assert pool.take("KT_IL7", 1, SecretsRandom()) == [2]
+
+    def test_more_than_it_holds_is_refused_and_takes_nothing(self) -> None:
+        pool = FefoPool([kit(1, 100)], TODAY, 30)
+        with pytest.raises(InsufficientSupply):
+            pool.take("KT_IL7", 2, SecretsRandom())
+        assert pool.available("KT_IL7") == 1
+
+    def test_random_among_equals(self) -> None:
+        seen = Counter(
+            FefoPool([kit(i, 100) for i in range(1, 5)], TODAY, 30).take(
+                "KT_IL7", 1, SecretsRandom()
+            )[0]
+            for _ in range(400)
+        )
+        assert set(seen) == {1, 2, 3, 4}
+        assert min(seen.values()) > 50  # each about 100 of 400
 
 
 class TestChooseKits:
