@@ -149,7 +149,7 @@ class SupplyLevels:
 class Supply:
     levels: Mapping[str, SupplyLevels]  # by kit type
     do_not_dispense_days: int
-    kits_per_lot: int = 200
+    kits_per_lot: int = 200  # kits of each type in one lot (a lot holds every type)
     lot_shelf_life_days: int = 365
 
 

@@ -3,9 +3,10 @@
 Kit list size (`kit_plan`): for each depot and kit type, the sum over the depot's sites
 (active or not: an inactive site may be activated later) of the type's initial quantity plus
 RESUPPLY_ROUNDS times its resupply level; each type's study-wide total is then rounded up to
-whole lots of `supply.kits_per_lot`, the extra kits going to the depots in turn. Lots come
-from `plan_lots` (first expiry one shelf life after the day of generation) and each type's
-kits are dealt to its depots in expiry order, so every depot holds kits of every lot.
+whole lots of `supply.kits_per_lot` (the kits of one type in one lot), the extra kits going
+to the depots in turn. Lots come from `plan_lots` (each holds kits of every type; first
+expiry one shelf life after the day of generation) and each type's kits are dealt to its
+depots in expiry order, so every depot holds kits of every lot.
 
 Locks: a use case that changes a site's kits (dispensing, replacement, receipt, excursion,
 resupply) first locks the site's row, then moves kits with `move_kits` (locked in ascending

@@ -106,7 +106,9 @@ class SupplyLevelsDoc(_Model):
 
 class SupplyDoc(_Model):
     do_not_dispense_days: int
-    kits_per_lot: int = Field(default=200, ge=1)
+    kits_per_lot: int = Field(
+        default=200, ge=1, description="kits of each type in one lot; every lot holds every type"
+    )
     lot_shelf_life_days: int = Field(default=365, ge=1)
     levels: dict[Code, SupplyLevelsDoc]
 
