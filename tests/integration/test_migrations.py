@@ -92,7 +92,7 @@ class TestLookupsUseIndexes:
         from app.adapters.db.supply_repos import _STOCK_AT_SITE
 
         sql = str(
-            _STOCK_AT_SITE.params(place_id=1, statuses=["at_site", "in_transit"]).compile(
+            _STOCK_AT_SITE.statement.params(place_id=1, statuses=["at_site", "in_transit"]).compile(
                 dialect=connection.dialect, compile_kwargs={"literal_binds": True}
             )
         )

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.adapters.cache import BoundedCache
+from app.adapters.db import hot
 from app.adapters.db.audit import chain_head, iter_chain, row_to_record
 from app.adapters.db.models import (
     ApiClientGrantRow,
@@ -23,7 +24,7 @@ from app.adapters.db.models import (
     StudyRow,
 )
 from app.domain.audit import AuditRecord
-from app.domain.clients import Client, ThrottleState
+from app.domain.clients import CallerNoLongerValid, Client, ThrottleState
 from app.domain.roles import Role
 from app.services.ports import AuditQuery
 
@@ -80,9 +81,17 @@ _CLIENT = select(ApiClientRow.__table__).where(
 )  # built once: every API call reads its client
 
 
-_CALLER = select(
-    ApiClientRow.__table__.c.secret_version, ApiClientRow.__table__.c.disabled_at
-).where(ApiClientRow.__table__.c.client_id == bindparam("client_id"))
+_CALLER = hot.Hot(
+    select(ApiClientRow.__table__.c.secret_version, ApiClientRow.__table__.c.disabled_at).where(
+        ApiClientRow.__table__.c.client_id == bindparam("client_id")
+    )
+)
+
+
+def _valid(found: list[Any], secret_version: int) -> bool:
+    return (
+        bool(found) and found[0].disabled_at is None and found[0].secret_version == secret_version
+    )
 
 
 class SqlClientRepository:
@@ -154,8 +163,17 @@ class SqlClientRepository:
 
     def still_valid(self, client_id: str, secret_version: int) -> bool:
         """The client exists, is enabled and still has this secret version."""
-        row = self._session.connection().execute(_CALLER, {"client_id": client_id}).first()
-        return row is not None and row.disabled_at is None and row.secret_version == secret_version
+        return _valid(hot.rows(self._session, _CALLER, {"client_id": client_id}), secret_version)
+
+    def check_still_valid(self, client_id: str, secret_version: int) -> None:
+        """`still_valid`, checked with the transaction's next statement (the same round
+        trip): CallerNoLongerValid is raised before that statement's rows are used."""
+
+        def verify(found: list[Any]) -> None:
+            if not _valid(found, secret_version):
+                raise CallerNoLongerValid("the token is not valid")
+
+        hot.check_later(self._session, _CALLER, {"client_id": client_id}, verify)
 
     def get_by_name(self, name: str) -> Client | None:
         row = self._session.scalars(select(ApiClientRow).where(ApiClientRow.name == name)).first()

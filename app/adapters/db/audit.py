@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.adapters.db import hot
 from app.adapters.db.models import AuditChainHeadRow, AuditEventRow
 from app.domain.audit import GENESIS_HASH, Actor, AuditEvent, AuditRecord
 
@@ -27,22 +27,24 @@ def database_now(session: Session) -> datetime:
 # Built once (every change of the service runs them): the head lock for each database's
 # clock, the head update and the event insert.
 _head = AuditChainHeadRow.__table__.c
-_LOCK_HEAD: dict[bool, Select[Any]] = {
-    sqlite_db: select(
-        _head.seq,
-        _head.hash,
-        func.strftime("%Y-%m-%d %H:%M:%f", "now") if sqlite_db else func.statement_timestamp(),
+_LOCK_HEAD: dict[bool, hot.Hot] = {
+    sqlite_db: hot.Hot(
+        select(
+            _head.seq,
+            _head.hash,
+            func.strftime("%Y-%m-%d %H:%M:%f", "now") if sqlite_db else func.statement_timestamp(),
+        )
+        .where(_head.chain == bindparam("chain"))
+        .with_for_update()
     )
-    .where(_head.chain == bindparam("chain"))
-    .with_for_update()
     for sqlite_db in (False, True)
 }
-_UPDATE_HEAD = (
+_UPDATE_HEAD = hot.Hot(
     update(AuditChainHeadRow)
     .where(_head.chain == bindparam("head_chain"))
     .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"), updated_at=bindparam("at"))
 )
-_INSERT_EVENTS = insert(AuditEventRow)
+_INSERT_EVENTS = hot.Hot(insert(AuditEventRow))
 
 
 def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
@@ -50,8 +52,8 @@ def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
     connection = session.connection()
     sqlite_db = connection.dialect.name == "sqlite"
     query = _LOCK_HEAD[sqlite_db]
-    found = connection.execute(query, {"chain": chain}).first()
-    if found is None:
+    rows = hot.rows(session, query, {"chain": chain})
+    if not rows:
         now = database_now(session)
         insert = postgresql.insert if not sqlite_db else sqlite.insert
         connection.execute(
@@ -59,8 +61,8 @@ def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
             .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)
             .on_conflict_do_nothing(index_elements=["chain"])
         )
-        found = connection.execute(query, {"chain": chain}).one()
-    seq, digest, now_value = found
+        rows = hot.rows(session, query, {"chain": chain})
+    seq, digest, now_value = rows[0]
     if isinstance(now_value, str):
         now_value = datetime.fromisoformat(now_value).replace(tzinfo=UTC)
     return int(seq), str(digest), now_value.astimezone(UTC)
@@ -105,12 +107,13 @@ def append_events(
         rows.append({**record.payload(), "occurred_at": now, "hash": digest})
         heads[event.chain] = (record.seq, digest)
     session.flush()  # whatever the ORM still holds goes first
-    connection = session.connection()
     for chain, (seq, digest) in heads.items():
-        connection.execute(
-            _UPDATE_HEAD, {"head_chain": chain, "head_seq": seq, "head_hash": digest, "at": now}
+        hot.later(
+            session,
+            _UPDATE_HEAD,
+            {"head_chain": chain, "head_seq": seq, "head_hash": digest, "at": now},
         )
-    connection.execute(_INSERT_EVENTS, rows)
+    hot.later(session, _INSERT_EVENTS, rows)
 
 
 def row_to_record(row: AuditEventRow) -> AuditRecord:

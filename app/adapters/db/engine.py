@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.adapters.db import hot
+
 
 def normalize_url(url: str) -> str:
     if url.startswith("postgresql://"):
@@ -29,7 +31,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    hot.install(engine)
+    return engine
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

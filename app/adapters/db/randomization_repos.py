@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.adapters.crypto.envelope import StudyCipher
-from app.adapters.db import memo
+from app.adapters.db import hot, memo
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
     AllocationRow,
@@ -44,12 +44,12 @@ _SUBJECT = (
 )
 _IN_SITES = _sites.c.code.in_(bindparam("sites", expanding=True))
 _SUBJECT_GET = {
-    (False, False): _SUBJECT,
-    (True, False): _SUBJECT.where(_IN_SITES),
-    (False, True): _SUBJECT.with_for_update(of=_subjects),
-    (True, True): _SUBJECT.where(_IN_SITES).with_for_update(of=_subjects),
+    (False, False): hot.Hot(_SUBJECT),
+    (True, False): hot.Hot(_SUBJECT.where(_IN_SITES)),
+    (False, True): hot.Hot(_SUBJECT.with_for_update(of=_subjects)),
+    (True, True): hot.Hot(_SUBJECT.where(_IN_SITES).with_for_update(of=_subjects)),
 }
-_MARK_RANDOMIZED = (
+_MARK_RANDOMIZED = hot.Hot(
     update(SubjectRow)
     .where(_subjects.c.id == bindparam("pk"))
     .values(
@@ -59,13 +59,15 @@ _MARK_RANDOMIZED = (
     )
 )
 _lists = RandomizationListRow.__table__.c
-_ACTIVE_LIST = select(_lists.id, _lists.mode, _lists.version, _lists.method).where(
-    _lists.study_id == bindparam("study_id"),
-    _lists.mode == bindparam("mode"),
-    _lists.status == "active",
+_ACTIVE_LIST = hot.Hot(
+    select(_lists.id, _lists.mode, _lists.version, _lists.method).where(
+        _lists.study_id == bindparam("study_id"),
+        _lists.mode == bindparam("mode"),
+        _lists.status == "active",
+    )
 )
 _stratum = StratumRow.__table__.c
-_LOCK_STRATUM = (
+_LOCK_STRATUM = hot.Hot(
     select(
         _stratum.id,
         _stratum.next_sequence,
@@ -76,10 +78,10 @@ _LOCK_STRATUM = (
     .where(_stratum.list_id == bindparam("list_id"), _stratum.key == bindparam("key"))
     .with_for_update()
 )
-_ADVANCE = update(StratumRow).where(_stratum.id == bindparam("stratum_id"))
-_INSERT_ALLOCATION = insert(AllocationRow)
+_ADVANCE = hot.Hot(update(StratumRow).where(_stratum.id == bindparam("stratum_id")))
+_INSERT_ALLOCATION = hot.Hot(insert(AllocationRow))
 _allocation = AllocationRow.__table__.c
-_ARM_OF = select(_allocation.arm_sealed).where(_allocation.subject_pk == bindparam("pk"))
+_ARM_OF = hot.Hot(select(_allocation.arm_sealed).where(_allocation.subject_pk == bindparam("pk")))
 
 
 class _StudyScoped:
@@ -149,15 +151,16 @@ class SqlSubjectRepository(_StudyScoped):
         params: dict[str, Any] = {"study_id": study_id, "code": subject_id}
         if sites is not None:
             params["sites"] = sorted(sites)
-        query = _SUBJECT_GET[(sites is not None, for_update)]
-        found = self._session.connection().execute(query, params).first()
-        if found is None:
+        rows = hot.rows(self._session, _SUBJECT_GET[(sites is not None, for_update)], params)
+        if not rows:
             return None
+        found = rows[0]
         memo.ids(self._session)[("site", study, found.site_code)] = found.site_id
         return _subject(found, study, found.site_code)
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject:
-        self._session.connection().execute(
+        hot.later(
+            self._session,
             _MARK_RANDOMIZED,
             {
                 "pk": subject.pk,
@@ -221,12 +224,13 @@ class SqlListRepository(_StudyScoped):
         return ListInfo(row.id, study, row.mode, row.version, row.method)
 
     def active(self, study: str, mode: str) -> ListInfo | None:
-        row = (
-            self._session.connection()
-            .execute(_ACTIVE_LIST, {"study_id": self._study_id(study), "mode": mode})
-            .first()
+        found = hot.rows(
+            self._session, _ACTIVE_LIST, {"study_id": self._study_id(study), "mode": mode}
         )
-        return None if row is None else ListInfo(row.id, study, row.mode, row.version, row.method)
+        if not found:
+            return None
+        row = found[0]
+        return ListInfo(row.id, study, row.mode, row.version, row.method)
 
     def create(
         self,
@@ -324,13 +328,10 @@ class SqlListRepository(_StudyScoped):
         )
 
     def lock_stratum(self, list_id: int, key: str) -> StratumState | None:
-        found = (
-            self._session.connection()
-            .execute(_LOCK_STRATUM, {"list_id": list_id, "key": key})
-            .first()
-        )
-        if found is None:
+        rows = hot.rows(self._session, _LOCK_STRATUM, {"list_id": list_id, "key": key})
+        if not rows:
             return None
+        found = rows[0]
         # The row is locked until commit: its slots are kept for `slot`.
         self._locked_slots[found.id] = found.slots_sealed
         return StratumState(
@@ -354,7 +355,7 @@ class SqlListRepository(_StudyScoped):
         values: dict[str, Any] = {"stratum_id": stratum.id, "next_sequence": next_sequence}
         if low_warned and not stratum.low_warned:
             values["low_warned_at"] = datetime.now(UTC)
-        self._session.connection().execute(_ADVANCE, values)
+        hot.later(self._session, _ADVANCE, values)
 
     def add_allocation(
         self,
@@ -368,7 +369,8 @@ class SqlListRepository(_StudyScoped):
         at: datetime,
     ) -> None:
         cipher = self._cipher(subject.study)
-        self._session.connection().execute(
+        hot.later(
+            self._session,
             _INSERT_ALLOCATION,
             {
                 "subject_pk": subject.pk,
@@ -388,9 +390,10 @@ class SqlListRepository(_StudyScoped):
         )
 
     def arm_of(self, subject: Subject) -> str | None:
-        sealed = self._session.connection().execute(_ARM_OF, {"pk": subject.pk}).scalar()
-        if sealed is None:
+        found = hot.rows(self._session, _ARM_OF, {"pk": subject.pk})
+        if not found:
             return None
+        sealed = found[0][0]
         return (
             self._cipher(subject.study)
             .open("allocation", subject.subject_id, Sealed(sealed))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.adapters.db import memo
+from app.adapters.db import hot, memo
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import DepotRow, SiteRow, StudyRow, SubjectRow
 from app.adapters.studyfiles.codec import decode_stored
@@ -33,8 +33,12 @@ _STUDY = select(
     _study.locked_at,
     _study.locked_by,
 ).where(_study.slug == bindparam("slug"))  # built once: it runs on every call of the API
-_STUDY_FOR_UPDATE = _STUDY.with_for_update()
-_STUDY_HELD = _STUDY.with_for_update(read=True)
+_STUDY_QUERIES = {
+    (False, False): hot.Hot(_STUDY),
+    (False, True): hot.Hot(_STUDY.with_for_update(read=True)),
+    (True, False): hot.Hot(_STUDY.with_for_update()),
+    (True, True): hot.Hot(_STUDY.with_for_update()),
+}
 
 
 class SqlStudyRepository:
@@ -67,10 +71,10 @@ class SqlStudyRepository:
 
     def get(self, slug: str, *, for_update: bool = False, hold: bool = False) -> StoredStudy | None:
         # Read on every call of the API: a plain read of the columns it needs.
-        query = _STUDY_FOR_UPDATE if for_update else _STUDY_HELD if hold else _STUDY
-        row = self._session.connection().execute(query, {"slug": slug}).first()
-        if row is None:
+        found = hot.rows(self._session, _STUDY_QUERIES[(for_update, hold)], {"slug": slug})
+        if not found:
             return None
+        row = found[0]
         memo.remember_study(self._session, slug, row)
         if hold or for_update:
             # Read under the row's lock: the lock state cannot change until commit.

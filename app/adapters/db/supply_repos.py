@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.adapters.db import memo
+from app.adapters.db import hot, memo
 from app.adapters.db.bulk import insert_rows
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
@@ -57,7 +57,7 @@ CHUNK = 5000  # ids per statement: well under either database's limit on paramet
 # The statements of every dispensing, built once with bound parameters (see
 # randomization_repos: building them on each call cost more CPU than running them).
 _kit, _sites = KitRow.__table__.c, SiteRow.__table__.c
-_LOCK_SITE = (
+_LOCK_SITE = hot.Hot(
     select(_sites.id)
     .where(_sites.study_id == bindparam("study_id"), _sites.code == bindparam("code"))
     .with_for_update()
@@ -72,7 +72,7 @@ _STOCK_COLUMNS = (
 )
 _WITH_LOT = KitRow.__table__.join(LotRow.__table__, LotRow.__table__.c.id == _kit.lot_id)
 _IN_STATUSES = _kit.status.in_(bindparam("statuses", expanding=True))
-_STOCK_ANYWHERE = (
+_STOCK_ANYWHERE = hot.Hot(
     select(*_STOCK_COLUMNS)
     .select_from(_WITH_LOT)
     .where(_kit.study_id == bindparam("study_id"), _IN_STATUSES)
@@ -80,19 +80,19 @@ _STOCK_ANYWHERE = (
 )
 # By place: a site's or depot's id is read through its study, so it alone scopes the kits,
 # and the (place, status) index serves the read whatever the planner's statistics say.
-_STOCK_AT_SITE = (
+_STOCK_AT_SITE = hot.Hot(
     select(*_STOCK_COLUMNS)
     .select_from(_WITH_LOT)
     .where(_kit.site_id == bindparam("place_id"), _IN_STATUSES)
     .order_by(_kit.id)
 )
-_STOCK_AT_DEPOT = (
+_STOCK_AT_DEPOT = hot.Hot(
     select(*_STOCK_COLUMNS)
     .select_from(_WITH_LOT)
     .where(_kit.depot_id == bindparam("place_id"), _kit.site_id.is_(None), _IN_STATUSES)
     .order_by(_kit.id)
 )
-_LOCK_KITS = (
+_LOCK_KITS = hot.Hot(
     select(_kit.id)
     .where(
         _kit.id.in_(bindparam("ids", expanding=True)),
@@ -103,7 +103,7 @@ _LOCK_KITS = (
     .with_for_update()
 )
 # The columns to set are the parameters given (status, updated_at and those of the move).
-_MOVE_KITS = update(KitRow).where(_kit.id.in_(bindparam("ids", expanding=True)))
+_MOVE_KITS = hot.Hot(update(KitRow).where(_kit.id.in_(bindparam("ids", expanding=True))))
 _KITS = (
     select(
         KitRow.id,
@@ -126,9 +126,9 @@ _KITS = (
     .order_by(KitRow.kit_number)
 )
 _KITS_BY_IDS = _KITS.where(KitRow.id.in_(bindparam("ids", expanding=True)))
-_ADD_DISPENSATION = insert(DispensationRow).returning(DispensationRow.id)
-_DISPENSED_VISITS = select(DispensationRow.visit).where(
-    DispensationRow.subject_pk == bindparam("pk")
+_ADD_DISPENSATION = hot.Hot(insert(DispensationRow).returning(DispensationRow.id))
+_DISPENSED_VISITS = hot.Hot(
+    select(DispensationRow.visit).where(DispensationRow.subject_pk == bindparam("pk"))
 )
 
 
@@ -168,14 +168,19 @@ class SqlSupplyRepository(_StudyScoped):
     def lock_site(self, study: str, site: str) -> None:
         if (study, site) in self._locked_sites:
             return
-        site_id = (
-            self._session.connection()
-            .execute(_LOCK_SITE, {"study_id": self._study_id(study), "code": site})
-            .scalar()
+        self._locked_sites.add((study, site))
+
+        def locked(found: list[Any]) -> None:
+            if found:
+                memo.ids(self._session)[("site", study, site)] = found[0][0]
+            else:
+                self._locked_sites.discard((study, site))
+
+        # Sent with the next statement (the stock read, as a rule): one round trip for both,
+        # the lock taken first.
+        hot.check_later(
+            self._session, _LOCK_SITE, {"study_id": self._study_id(study), "code": site}, locked
         )
-        if site_id is not None:
-            memo.ids(self._session)[("site", study, site)] = site_id
-            self._locked_sites.add((study, site))
 
     # --- kits ------------------------------------------------------------------------------
 
@@ -257,9 +262,7 @@ class SqlSupplyRepository(_StudyScoped):
             query, params["study_id"] = _STOCK_ANYWHERE, self._study_id(study)
         cipher = self._cipher(study)
         found: dict[str, list[KitCandidate]] = {s.value: [] for s in statuses}
-        for kit_id, number, sealed, expiry, status, lot in self._session.connection().execute(
-            query, params
-        ):
+        for kit_id, number, sealed, expiry, status, lot in hot.rows(self._session, query, params):
             found[status].append(
                 KitCandidate(
                     kit_id,
@@ -309,20 +312,21 @@ class SqlSupplyRepository(_StudyScoped):
         if dispensation_id is not None:
             values["dispensation_id"] = dispensation_id
         study_id = self._study_id(study)
-        connection = self._session.connection()
         locked = 0
         for chunk in _chunks(ids):
             locked += len(
-                connection.execute(
-                    _LOCK_KITS, {"ids": chunk, "study_id": study_id, "expected": expected.value}
-                ).all()
+                hot.rows(
+                    self._session,
+                    _LOCK_KITS,
+                    {"ids": chunk, "study_id": study_id, "expected": expected.value},
+                )
             )
         if locked != len(ids):
             # Taken meanwhile: the stock read in this transaction is stale, read it again.
             self._stock_memo.clear()
             return False
         for chunk in _chunks(ids):
-            connection.execute(_MOVE_KITS, {**values, "ids": chunk})
+            hot.later(self._session, _MOVE_KITS, {**values, "ids": chunk})
         self._forget_moved(set(ids), expected, new)
         return True
 
@@ -530,12 +534,10 @@ class SqlSupplyRepository(_StudyScoped):
             "dispensed_at": at,
             "dispensed_by": by,
         }
-        return int(self._session.connection().execute(_ADD_DISPENSATION, values).scalar_one())
+        return int(hot.rows(self._session, _ADD_DISPENSATION, values)[0][0])
 
     def dispensed_visits(self, subject: Subject) -> set[str]:
-        return set(
-            self._session.connection().execute(_DISPENSED_VISITS, {"pk": subject.pk}).scalars()
-        )
+        return {row[0] for row in hot.rows(self._session, _DISPENSED_VISITS, {"pk": subject.pk})}
 
     def dispensations(self, subject: Subject) -> list[DispensationRecord]:
         rows = self._session.execute(

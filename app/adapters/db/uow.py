@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.adapters.clock import SystemClock
+from app.adapters.db import hot
 from app.adapters.db.access_repos import (
     SqlAuditReader,
     SqlClientRepository,
@@ -23,7 +24,6 @@ from app.adapters.db.repositories import SqlStudyRepository
 from app.adapters.db.supply_repos import SqlSupplyRepository
 from app.adapters.db.users_repos import SqlUserRepository, SqlWebSessionRepository
 from app.domain.audit import Actor, AuditEvent
-from app.domain.clients import CallerNoLongerValid
 from app.services.ports import Clock
 
 
@@ -74,10 +74,9 @@ class SqlUnitOfWork:
             return self
         try:
             # The API caller first (see app.adapters.db.caller), then a replay, if any.
-            if check is not None and not self.clients.still_valid(
-                check.client_id, check.secret_version
-            ):
-                raise CallerNoLongerValid("the token is not valid")
+            if check is not None:
+                # Verified with the transaction's first statement, before its rows are used.
+                self.clients.check_still_valid(check.client_id, check.secret_version)
             if self._idempotency is not None:
                 self._idempotency.begin(self.session)
         except BaseException:
@@ -92,8 +91,13 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.rollback()
-        self.session.close()
+        try:
+            if exc_type is None:
+                # A unit of work left without commit still answers only a valid caller.
+                hot.flush(self.session)
+        finally:
+            self.rollback()
+            self.session.close()
 
     def record(self, event: AuditEvent) -> None:
         self._events.append(event)
