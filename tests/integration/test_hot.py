@@ -1,0 +1,164 @@
+"""Hot statements (app.adapters.db.hot): deferred writes keep their order, die with a
+rollback, fail as SQLAlchemy errors; deferred checks refuse before the next rows are used;
+a pooled connection the server closed is replaced at checkout."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, bindparam, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.adapters.db import hot
+from app.adapters.db.engine import make_engine
+from app.adapters.db.models import AuditChainHeadRow
+
+_head = AuditChainHeadRow.__table__.c
+ADD = hot.Hot(insert(AuditChainHeadRow))
+BUMP = hot.Hot(
+    update(AuditChainHeadRow).where(_head.chain == bindparam("c")).values(seq=bindparam("s"))
+)
+READ = hot.Hot(
+    select(_head.chain, _head.seq, _head.updated_at).where(_head.chain == bindparam("c"))
+)
+SOME = hot.Hot(
+    select(_head.chain)
+    .where(_head.chain.in_(bindparam("cs", expanding=True)))
+    .order_by(_head.chain)
+)
+
+
+class Refused(Exception):
+    pass
+
+
+@pytest.fixture
+def chain(engine: Engine) -> Iterator[str]:
+    name = f"hot-{secrets.token_hex(4)}"
+    yield name
+    with Session(engine) as session, session.begin():
+        session.execute(delete(AuditChainHeadRow).where(_head.chain.like(f"{name}%")))
+
+
+def _row(name: str, seq: int = 0) -> dict[str, Any]:
+    return {"chain": name, "seq": seq, "hash": "0" * 64, "updated_at": datetime.now(UTC)}
+
+
+def _committed(engine: Engine, name: str) -> list[Any]:
+    with Session(engine) as session:
+        return list(session.execute(select(_head.seq).where(_head.chain == name)).scalars())
+
+
+class TestDeferredWrites:
+    def test_the_next_statement_sees_them_in_order(self, engine: Engine, chain: str) -> None:
+        with Session(engine) as session:
+            hot.later(session, ADD, _row(chain))
+            hot.later(session, BUMP, {"c": chain, "s": 7})
+            (found,) = hot.rows(session, READ, {"c": chain})
+            assert (found.chain, found.seq) == (chain, 7)
+            assert found.updated_at.tzinfo is UTC  # result processors applied, as SQLAlchemy's
+            hot.later(session, BUMP, {"c": chain, "s": 8})
+            # A statement of SQLAlchemy's own goes after them too (the engine hook).
+            assert session.execute(select(_head.seq).where(_head.chain == chain)).scalar() == 8
+            session.commit()
+        assert _committed(engine, chain) == [8]
+
+    def test_commit_sends_them(self, engine: Engine, chain: str) -> None:
+        with Session(engine) as session:
+            session.connection()
+            hot.later(session, ADD, [_row(chain), _row(chain + "-b", 2)])
+            session.commit()
+        assert _committed(engine, chain) == [0]
+        assert _committed(engine, chain + "-b") == [2]
+
+    def test_a_rollback_drops_them_and_the_next_transaction_never_sends_them(
+        self, engine: Engine, chain: str
+    ) -> None:
+        with Session(engine) as session:
+            session.connection()
+            hot.later(session, ADD, _row(chain))
+            session.rollback()
+            assert hot.rows(session, READ, {"c": chain}) == []
+            session.commit()
+        assert _committed(engine, chain) == []
+
+    def test_expanding_lists_of_any_length(self, engine: Engine, chain: str) -> None:
+        names = [f"{chain}-{i}" for i in range(5)]
+        with Session(engine) as session:
+            hot.later(session, ADD, [_row(n) for n in names])
+            for size in (1, 3, 5, 3):
+                found = hot.rows(session, SOME, {"cs": names[:size]})
+                assert [r.chain for r in found] == names[:size]
+
+    def test_a_failing_write_is_sqlalchemys_error_and_nothing_lands(
+        self, engine: Engine, chain: str
+    ) -> None:
+        with Session(engine) as session:
+
+            def twice() -> None:
+                hot.later(session, ADD, _row(chain))
+                hot.later(session, ADD, _row(chain))  # the same key twice
+                hot.rows(session, READ, {"c": chain})
+
+            # Raised by the next statement (at once on SQLite, which defers nothing).
+            with pytest.raises(IntegrityError):
+                twice()
+            session.rollback()
+        assert _committed(engine, chain) == []
+
+
+class TestDeferredChecks:
+    def test_a_refusal_comes_before_the_next_rows(self, engine: Engine, chain: str) -> None:
+        seen: list[Any] = []
+
+        def refuse(found: list[Any]) -> None:
+            seen.extend(found)
+            raise Refused
+
+        with Session(engine) as session:
+            hot.later(session, ADD, _row(chain, 3))
+
+            def check_then_read() -> None:
+                hot.check_later(session, READ, {"c": chain}, refuse)
+                hot.rows(session, READ, {"c": chain})
+
+            with pytest.raises(Refused):
+                check_then_read()
+            session.rollback()
+        assert [r.seq for r in seen] == [3]
+        assert _committed(engine, chain) == []
+
+    def test_a_check_passes_unnoticed(self, engine: Engine, chain: str) -> None:
+        with Session(engine) as session:
+            hot.check_later(session, READ, {"c": chain}, lambda found: None)
+            assert hot.rows(session, READ, {"c": chain}) == []
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_closed_is_replaced_at_checkout(
+    backend: str, database_url: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("the pool's liveness check is PostgreSQL's")
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        admin_engine = make_engine(database_url)
+        with admin_engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            admin.commit()
+        admin_engine.dispose()
+        time.sleep(0.2)
+        # No error: the pooled connection was refused at checkout and a new one made.
+        with engine.connect() as conn:
+            second = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        assert second != first
+    finally:
+        engine.dispose()
