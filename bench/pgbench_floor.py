@@ -531,6 +531,7 @@ def show_service_sql(width: int = 160) -> None:
 
     from app.adapters.api.app import create_app
     from app.adapters.crypto.keyring import init_keys
+    from app.adapters.db import hot
     from app.adapters.db.engine import make_engine
     from app.bootstrap import bootstrap
     from app.settings import Settings
@@ -543,9 +544,19 @@ def show_service_sql(width: int = 160) -> None:
         engine = make_engine(url)
         statements: list[str] = []
 
+        trips: list[int] = []  # statements per round trip
+
         @event.listens_for(engine, "before_cursor_execute")
         def _capture(*args: Any) -> None:
             statements.append(" ".join(str(args[2]).split()))
+            trips.append(1)
+
+        def _capture_hot(batch: list[str]) -> None:
+            # The hot statements run on the driver, a batch in one round trip (app.adapters.db.hot).
+            statements.extend(" ".join(sql.split()) for sql in batch)
+            trips.append(len(batch))
+
+        hot.trace = _capture_hot
 
         container = bootstrap(
             Settings(database_url=url, keys_dir=keys, simulation_clock_file=Path(tmp) / "clock"),
@@ -563,13 +574,18 @@ def show_service_sql(width: int = 160) -> None:
             ).json()["access_token"]
             for subject in prepared["subjects"][:2]:  # the second one is printed: caches warm
                 statements.clear()
+                trips.clear()
                 response = http.post(
                     f"/api/v1/studies/{STUDY}/subjects/{subject}/randomization",
                     json={"weight_kg": 70},
                     headers={"Authorization": f"Bearer {token}"},
                 )
         container.dispose()
-    print(f"one randomization ({response.status_code}): {len(statements)} statements")
+        hot.trace = None
+    print(
+        f"one randomization ({response.status_code}): {len(statements)} statements in"
+        f" {len(trips)} round trips (statements per trip: {trips}), besides BEGIN"
+    )
     for i, statement in enumerate(statements, start=1):
         print(f"{i:>3}. {statement[:width]}")
     for shape, script in SCRIPTS.items():

@@ -185,9 +185,15 @@ def _take(connection: Connection) -> list[_Sent]:
     return [] if pending is None else pending.queue
 
 
+# Set by a benchmark (bench/pgbench_floor.py --show-sql) to see each round trip's statements.
+trace: Callable[[list[str]], None] | None = None
+
+
 def _send(connection: Connection, batch: list[_Sent], *, commit: bool = False) -> None:
     """Run the statements in order on the driver's connection, in one pipeline (one round
     trip) when there are several or a COMMIT follows them; then verify the checks."""
+    if trace is not None:
+        trace([sent.compiled.sql for sent in batch] + (["COMMIT"] if commit else []))
     raw = connection.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     try:
