@@ -173,6 +173,8 @@ def check_later(session: Session, hot: Hot, params: Params, verify: Verify) -> N
 
 def flush(session: Session) -> None:
     """Send what this transaction deferred now (one round trip), verifying the checks."""
+    if not session.in_transaction():
+        return  # committed or rolled back: nothing is deferred, and no connection is taken
     connection = session.connection()
     if _is_postgres(connection):
         queued = _take(connection)
