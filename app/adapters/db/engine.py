@@ -2,22 +2,16 @@
 
 On SQLite every transaction starts with BEGIN IMMEDIATE, so two writers serialize at the
 start instead of failing at commit; foreign keys are enforced and the journal is WAL.
-On PostgreSQL a pooled connection is checked before use without a round trip: a server
-that stopped or restarted closed its end of the socket, which is then readable while the
-connection idles; such a connection is replaced (SQLAlchemy's DisconnectionError at checkout),
-so the service survives a restart of the database server. A connection lost without a word
-(a network cut) fails its first statement: that request gets 503 and SQLAlchemy replaces
-every older pooled connection.
+On PostgreSQL connections are checked before use, so the service survives a restart of the
+database server.
 """
 
 from __future__ import annotations
 
-import select
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.adapters.db import hot
@@ -37,23 +31,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _sqlite_pragmas(engine)
         return engine
-    engine = create_engine(url, **{"pool_size": 10, "max_overflow": 10, **kwargs})
-    event.listen(engine, "checkout", _closed_by_server)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
     hot.install(engine)
     return engine
-
-
-def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Refuse a pooled connection whose server end is gone (module doc). An idle
-    connection has nothing to read: anything readable is the server's goodbye."""
-    try:
-        fd = dbapi_connection.fileno()
-    except Exception as error:  # closed or broken: psycopg says so in its own words
-        raise DisconnectionError(str(error)) from error
-    watch = select.poll()
-    watch.register(fd, select.POLLIN | select.POLLPRI)
-    if watch.poll(0):
-        raise DisconnectionError("the server closed the connection while it was idle")
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
