@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from weakref import WeakKeyDictionary
 
@@ -113,21 +113,15 @@ def _spread(params: Params, expanding: Sequence[str]) -> dict[str, Any]:
 
 @dataclass
 class _Sent:
-    hot: Hot
     compiled: _Compiled
     values: list[dict[str, Any]]  # one dict, or several for an executemany
     verify: Verify | None = None
     cursor: Any = None
 
 
-@dataclass
-class _Pending:
-    queue: list[_Sent] = field(default_factory=list)
-
-
 # Deferred statements of each open connection (the weak key: a closed connection takes its
 # unsent statements with it, they are never sent on another transaction).
-_PENDING: WeakKeyDictionary[Connection, _Pending] = WeakKeyDictionary()
+_PENDING: WeakKeyDictionary[Connection, list[_Sent]] = WeakKeyDictionary()
 
 
 def _is_postgres(connection: Connection) -> bool:
@@ -137,7 +131,7 @@ def _is_postgres(connection: Connection) -> bool:
 def _prepare(connection: Connection, hot: Hot, params: Params | Sequence[Params]) -> _Sent:
     many = list(params) if not isinstance(params, Mapping) else [params]
     compiled = hot.compiled(connection.dialect, many[0])
-    return _Sent(hot, compiled, [hot.parameters(compiled, p) for p in many])
+    return _Sent(compiled, [hot.parameters(compiled, p) for p in many])
 
 
 def rows(session: Session, hot: Hot, params: Params) -> list[Any]:
@@ -157,7 +151,7 @@ def later(session: Session, hot: Hot, params: Params | Sequence[Params]) -> None
         batch = dict(params) if isinstance(params, Mapping) else [dict(p) for p in params]
         connection.execute(hot.statement, batch)
         return
-    _PENDING.setdefault(connection, _Pending()).queue.append(_prepare(connection, hot, params))
+    _PENDING.setdefault(connection, []).append(_prepare(connection, hot, params))
 
 
 def check_later(session: Session, hot: Hot, params: Params, verify: Verify) -> None:
@@ -168,7 +162,7 @@ def check_later(session: Session, hot: Hot, params: Params, verify: Verify) -> N
         return
     sent = _prepare(connection, hot, params)
     sent.verify = verify
-    _PENDING.setdefault(connection, _Pending()).queue.append(sent)
+    _PENDING.setdefault(connection, []).append(sent)
 
 
 def flush(session: Session) -> None:
@@ -183,8 +177,7 @@ def flush(session: Session) -> None:
 
 
 def _take(connection: Connection) -> list[_Sent]:
-    pending = _PENDING.pop(connection, None)
-    return [] if pending is None else pending.queue
+    return _PENDING.pop(connection, [])
 
 
 # Set by a benchmark (bench/pgbench_floor.py --show-sql) to see each round trip's statements.
