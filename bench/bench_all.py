@@ -10,6 +10,8 @@ Run: .venv/bin/python bench/bench_all.py [--quick] [--backends sqlite,postgres]
   CLIENTSxWORKERS of --matrix (bench_api: uvicorn with that many worker processes, that many
   keep-alive client connections from bench/loadgen.py), with each server worker's peak RSS
   under that load;
+- on PostgreSQL, the CPU one randomization and one dispensing cost in the service and in
+  PostgreSQL, and the throughput that allows on this machine's cores (bench_cpu);
 - on PostgreSQL, the pgbench floor (pgbench_floor): a randomization's transaction driven by
   pgbench with as many clients as the largest API run, both as the service's statements and
   as one statement per step, beside the API's figures.
@@ -259,6 +261,23 @@ def main() -> None:
 
         if backend != "postgres":
             continue
+        table.section(f"{name}: CPU per call, service and PostgreSQL (one client, no HTTP)")
+        cpu = run_script(
+            "bench_cpu.py",
+            ["--subjects", str(max(200, min(subjects, 1000)))],
+            "cpu_postgres",
+            args.timeout,
+        )
+        found["cpu"] = cpu
+        if "error" in cpu:
+            table.add("CPU per call", cpu["error"])
+        else:
+            for what in ("randomization", "dispensation"):
+                table.add(
+                    f"{what}: service + PostgreSQL CPU, ms",
+                    f"{cpu[f'{what}_service_cpu_ms']} + {cpu[f'{what}_postgres_cpu_ms']}",
+                )
+                table.add(f"  {what}s/s the CPU allows", cpu[f"{what}_cpu_ceiling_per_s"])
         table.section(
             f"{name}: pgbench floor, a randomization's transaction without the service "
             f"({pgbench_clients} clients, {args.pgbench_threads} threads, {pgbench_seconds} s)"
