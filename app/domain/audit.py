@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
@@ -94,6 +94,64 @@ class AuditRecord:
             self.payload(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalParts:
+    """An event's canonical JSON (the chain rule's), cut around the three values only the
+    chain's head gives: occurred_at, prev_hash and seq. The canonical JSON is
+    `before_time + occurred_at + '","prev_hash":"' + prev_hash + before_seq + seq + rest`
+    (see `join`), so the database can hash the event while it holds the head, with the
+    same rule `AuditRecord.computed_hash` checks."""
+
+    before_time: str
+    before_seq: str
+    rest: str
+
+    def join(self, occurred_at: str, prev_hash: str, seq: int) -> str:
+        return (
+            f'{self.before_time}{occurred_at}","prev_hash":"{prev_hash}'
+            f"{self.before_seq}{seq}{self.rest}"
+        )
+
+
+_HEAD_GIVEN = ("occurred_at", "prev_hash", "seq")
+
+
+def canonical_parts(content: Mapping[str, Any]) -> CanonicalParts:
+    """The parts of the canonical JSON of `content` (an event's payload without the three
+    values the head gives) around them. Sorted keys put occurred_at and prev_hash side by
+    side, between entity_type and reason, and seq between request_id and subject_id."""
+    if set(content) & set(_HEAD_GIVEN):
+        raise ValueError("the head gives occurred_at, prev_hash and seq")
+
+    def entries(keys: Iterable[str]) -> list[str]:
+        return [
+            json.dumps({k: content[k]}, separators=(",", ":"), ensure_ascii=False, sort_keys=True)[
+                1:-1
+            ]
+            for k in keys
+        ]
+
+    keys = sorted(content)
+    first = entries(k for k in keys if k < "occurred_at")
+    middle = entries(k for k in keys if "prev_hash" < k < "seq")
+    last = entries(k for k in keys if k > "seq")
+    return CanonicalParts(
+        before_time="{" + "".join(e + "," for e in first) + '"occurred_at":"',
+        before_seq='",' + "".join(e + "," for e in middle) + '"seq":',
+        rest="".join("," + e for e in last) + "}",
+    )
+
+
+def content_of(record: AuditRecord) -> dict[str, Any]:
+    """The record's payload without the three values its chain's head gives."""
+    return {k: v for k, v in record.payload().items() if k not in _HEAD_GIVEN}
+
+
+def occurred_at_text(at: datetime) -> str:
+    """An instant as the chain rule writes it: ISO 8601 in UTC, to the microsecond."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
-from app.domain.audit import AuditRecord, ChainBreak, verify_chain
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain.audit import (
+    AuditRecord,
+    ChainBreak,
+    canonical_parts,
+    content_of,
+    occurred_at_text,
+    verify_chain,
+)
 from tests.builders import audit_chain, rehash
 
 CHAIN = "iris-7a"
@@ -87,3 +100,55 @@ class TestVerifyChain:
 
         assert found is not None
         assert found.seq == 5
+
+
+# Any JSON a before/after may hold: the parts must join to the canonical JSON whatever it is.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+_texts = st.text()
+_maybe_texts = st.none() | st.text()
+
+
+class TestCanonicalParts:
+    """The database fills occurred_at, prev_hash and seq into the parts: joined, they must
+    be exactly the canonical JSON the chain rule hashes (app.adapters.db.audit)."""
+
+    @given(
+        seq=st.integers(min_value=1, max_value=2**31 - 1),
+        at=st.datetimes(timezones=st.just(UTC)),
+        prev=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+        strings=st.tuples(_texts, _texts, _texts, _texts, _texts, _texts),
+        optional=st.tuples(_maybe_texts, _maybe_texts, _maybe_texts),
+        before=st.none() | st.dictionaries(st.text(), _json_values, max_size=4),
+        after=st.none() | st.dictionaries(st.text(), _json_values, max_size=4),
+    )
+    def test_joined_parts_are_the_canonical_json(
+        self,
+        seq: int,
+        at: datetime,
+        prev: str,
+        strings: tuple[str, ...],
+        optional: tuple[str | None, ...],
+        before: dict[str, object] | None,
+        after: dict[str, object] | None,
+    ) -> None:
+        chain, actor_id, role, action, entity_type, entity_id = strings
+        subject_id, reason, request_id = optional
+        record = AuditRecord(
+            chain, seq, at, actor_id, role, action, entity_type, entity_id, subject_id,
+            reason, before, after, request_id, prev,
+        )  # fmt: skip
+        canonical = json.dumps(
+            record.payload(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+
+        parts = canonical_parts(content_of(record))
+
+        assert parts.join(occurred_at_text(at), prev, seq) == canonical
+
+    def test_the_values_the_head_gives_are_refused_in_the_content(self) -> None:
+        with pytest.raises(ValueError, match="the head gives"):
+            canonical_parts({"action": "x", "seq": 3})
