@@ -4,27 +4,15 @@ the one `iwrs audit verify` checks, on both databases, under concurrent writers 
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Iterator
 
-import pytest
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.adapters.db import audit
-from app.adapters.db.models import AuditChainHeadRow
 from app.domain.audit import Actor, AuditEvent, AuditRecord, verify_chain
 
 ACTOR = Actor("client:test", "edc")
-
-
-@pytest.fixture
-def chain(engine: Engine) -> Iterator[str]:
-    name = f"append-{secrets.token_hex(4)}"
-    yield name
-    with Session(engine) as session, session.begin():
-        session.execute(delete(AuditChainHeadRow).where(AuditChainHeadRow.chain.like(f"{name}%")))
 
 
 def _event(chain: str, n: int, **extra: object) -> AuditEvent:

@@ -3,13 +3,11 @@ rollback, fail as SQLAlchemy errors; deferred checks refuse before the next rows
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,14 +31,6 @@ SOME = hot.Hot(
 
 class Refused(Exception):
     pass
-
-
-@pytest.fixture
-def chain(engine: Engine) -> Iterator[str]:
-    name = f"hot-{secrets.token_hex(4)}"
-    yield name
-    with Session(engine) as session, session.begin():
-        session.execute(delete(AuditChainHeadRow).where(_head.chain.like(f"{name}%")))
 
 
 def _row(name: str, seq: int = 0) -> dict[str, Any]:
