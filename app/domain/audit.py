@@ -124,6 +124,10 @@ def canonical_parts(content: Mapping[str, Any]) -> CanonicalParts:
     side, between entity_type and reason, and seq between request_id and subject_id."""
     if set(content) & set(_HEAD_GIVEN):
         raise ValueError("the head gives occurred_at, prev_hash and seq")
+    between = sorted(k for k in content if "occurred_at" < k < "prev_hash")
+    if between:
+        # It would sort between occurred_at and prev_hash, which the head gives side by side.
+        raise ValueError(f"no part can hold {between}")
 
     def entries(keys: Iterable[str]) -> list[str]:
         return [

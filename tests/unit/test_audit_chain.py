@@ -152,3 +152,7 @@ class TestCanonicalParts:
     def test_the_values_the_head_gives_are_refused_in_the_content(self) -> None:
         with pytest.raises(ValueError, match="the head gives"):
             canonical_parts({"action": "x", "seq": 3})
+
+    def test_a_key_that_would_sort_between_the_heads_values_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="no part can hold"):
+            canonical_parts({"action": "x", "outcome": "y"})
