@@ -26,21 +26,14 @@ def database_now(session: Session) -> datetime:
     return value.astimezone(UTC)
 
 
-# Built once (every change of the service runs them): the head lock for each database's
-# clock, the head update and the event insert.
+# The Python path of the chain (SQLite; PostgreSQL runs audit_append, below), built once:
+# the head lock with the database's clock, the head update and the event insert.
 _head = AuditChainHeadRow.__table__.c
-_LOCK_HEAD: dict[bool, hot.Hot] = {
-    sqlite_db: hot.Hot(
-        select(
-            _head.seq,
-            _head.hash,
-            func.strftime("%Y-%m-%d %H:%M:%f", "now") if sqlite_db else func.statement_timestamp(),
-        )
-        .where(_head.chain == bindparam("chain"))
-        .with_for_update()
-    )
-    for sqlite_db in (False, True)
-}
+_LOCK_HEAD = hot.Hot(
+    select(_head.seq, _head.hash, func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+    .where(_head.chain == bindparam("chain"))
+    .with_for_update()
+)
 _UPDATE_HEAD = hot.Hot(
     update(AuditChainHeadRow)
     .where(_head.chain == bindparam("head_chain"))
@@ -50,24 +43,18 @@ _INSERT_EVENTS = hot.Hot(insert(AuditEventRow))
 
 
 def _lock_head(session: Session, chain: str) -> tuple[int, str, datetime]:
-    """Lock the chain's head (made at its first event); its seq and hash, and the time now."""
-    connection = session.connection()
-    sqlite_db = connection.dialect.name == "sqlite"
-    query = _LOCK_HEAD[sqlite_db]
-    rows = hot.rows(session, query, {"chain": chain})
+    """Lock the chain's head (made at its first event); its seq and hash, and the time now
+    (SQLite: its clock is text)."""
+    rows = hot.rows(session, _LOCK_HEAD, {"chain": chain})
     if not rows:
-        now = database_now(session)
-        insert = postgresql.insert if not sqlite_db else sqlite.insert
-        connection.execute(
-            insert(AuditChainHeadRow)
-            .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=now)
+        session.connection().execute(
+            sqlite.insert(AuditChainHeadRow)
+            .values(chain=chain, seq=0, hash=GENESIS_HASH, updated_at=database_now(session))
             .on_conflict_do_nothing(index_elements=["chain"])
         )
-        rows = hot.rows(session, query, {"chain": chain})
-    seq, digest, now_value = rows[0]
-    if isinstance(now_value, str):
-        now_value = datetime.fromisoformat(now_value).replace(tzinfo=UTC)
-    return int(seq), str(digest), now_value.astimezone(UTC)
+        rows = hot.rows(session, _LOCK_HEAD, {"chain": chain})
+    seq, digest, now_text = rows[0]
+    return int(seq), str(digest), datetime.fromisoformat(now_text).replace(tzinfo=UTC)
 
 
 _TEXTS = postgresql.ARRAY(Text)
