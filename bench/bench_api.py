@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from app.services.clients import create_client
 from app.services.studies import load_study
 from app.settings import Settings
 from bench.common import fresh_database, report, synthetic_study, versus
+from bench.cpu import own_cpu_seconds, postgres_cpu_seconds, tree_cpu_seconds
 from bench.loadgen import run_load
 from bench.rss import RssSampler
 
@@ -101,6 +103,18 @@ def prepare(url: str, keys: Path, sites: int, subjects: int) -> dict[str, Any]:
     return {"subjects": ids, "edc": (issued.client.client_id, issued.secret)}
 
 
+def _cpu_per_request(server: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a load; its figures with the CPU each request cost the server (supervisor and
+    workers), PostgreSQL and this load generator, in ms."""
+    before = (tree_cpu_seconds(server), postgres_cpu_seconds(), own_cpu_seconds())
+    found = run()
+    after = (tree_cpu_seconds(server), postgres_cpu_seconds(), own_cpu_seconds())
+    n = max(1, found["requests"])
+    for name, was, now in zip(("server", "postgres", "loadgen"), before, after, strict=True):
+        found[f"cpu_{name}_ms"] = round(1000 * (now - was) / n, 2)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
@@ -156,25 +170,31 @@ def main() -> None:
                 },
             ).json()["access_token"]
             rss = RssSampler(server.pid).start()
-            randomized = run_load(
-                base,
-                token,
-                prepared["subjects"],
-                args.clients,
-                lambda sid: (
-                    f"/api/v1/studies/bench/subjects/{sid}/randomization",
-                    {"weight_kg": 70},
+            randomized = _cpu_per_request(
+                server.pid,
+                lambda: run_load(
+                    base,
+                    token,
+                    prepared["subjects"],
+                    args.clients,
+                    lambda sid: (
+                        f"/api/v1/studies/bench/subjects/{sid}/randomization",
+                        {"weight_kg": 70},
+                    ),
                 ),
             )
             clock.write_text(str(3 * 86400))
-            dispensed = run_load(
-                base,
-                token,
-                prepared["subjects"],
-                args.clients,
-                lambda sid: (
-                    f"/api/v1/studies/bench/subjects/{sid}/dispensations",
-                    {"visit": "D4", "weight_kg": 71},
+            dispensed = _cpu_per_request(
+                server.pid,
+                lambda: run_load(
+                    base,
+                    token,
+                    prepared["subjects"],
+                    args.clients,
+                    lambda sid: (
+                        f"/api/v1/studies/bench/subjects/{sid}/dispensations",
+                        {"visit": "D4", "weight_kg": 71},
+                    ),
                 ),
             )
             rss.stop()
@@ -192,11 +212,13 @@ def main() -> None:
             "randomizations_per_s": versus(randomized["per_s"], 400, lower_is_better=False),
             "randomization_p50_ms": round(randomized["p50_ms"], 1),
             "randomization_p99_ms": versus(randomized["p99_ms"], 100),
+            **{f"randomization_{k}": v for k, v in randomized.items() if k.startswith("cpu_")},
             "dispensations": dispensed["requests"],
             "dispensation_failures": dispensed["failures"],
             "dispensations_per_s": versus(dispensed["per_s"], 300, lower_is_better=False),
             "dispensation_p50_ms": round(dispensed["p50_ms"], 1),
             "dispensation_p99_ms": versus(dispensed["p99_ms"], 100),
+            **{f"dispensation_{k}": v for k, v in dispensed.items() if k.startswith("cpu_")},
             "first_failure": randomized["first_failure"] or dispensed["first_failure"],
             **rss.figures(),
         },

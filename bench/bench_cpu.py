@@ -39,25 +39,7 @@ from app.services import supply
 from app.settings import Settings
 from bench.bench_api import ACTOR, prepare
 from bench.common import fresh_database, report, versus
-
-
-def postgres_cpu_seconds() -> float:
-    """User and system CPU of every PostgreSQL process now running (from /proc)."""
-    ticks = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if not f.read().startswith(b"postgres"):
-                    continue
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # ended meanwhile
-        fields = stat[stat.rfind(")") + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+from bench.cpu import postgres_cpu_seconds
 
 
 def measure(calls: list[Callable[[], Any]]) -> dict[str, float]:
