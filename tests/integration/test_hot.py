@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, Text, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -125,3 +126,40 @@ class TestDeferredChecks:
         with Session(engine) as session:
             hot.check_later(session, READ, {"c": chain}, lambda found: None)
             assert hot.rows(session, READ, {"c": chain}) == []
+
+
+ECHO = hot.Hot(
+    select(
+        func.cardinality(bindparam("texts", type_=postgresql.ARRAY(Text))).label("n"),
+        bindparam("texts", type_=postgresql.ARRAY(Text)).label("texts"),
+    )
+)
+
+
+class TestArrays:
+    """ARRAY parameters go in binary (text format escapes each element with a regex)."""
+
+    @pytest.mark.parametrize(
+        "texts",
+        [
+            ['{"a": "quoted \\"x\\""}', "back\\slash", "comma, {brace}", " spaced "],
+            [None, "after a null"],
+            [None, None],
+            [],
+            ["é ü 中"],
+        ],
+    )
+    def test_any_text_round_trips(self, engine: Engine, texts: list[str | None]) -> None:
+        if engine.dialect.name != "postgresql":
+            pytest.skip("ARRAY is PostgreSQL's")
+        with Session(engine) as session:
+            (row,) = hot.rows(session, ECHO, {"texts": texts})
+        assert row.texts == texts
+        assert row.n == len(texts)
+
+    def test_they_are_sent_in_binary(self, engine: Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            pytest.skip("ARRAY is PostgreSQL's")
+        compiled = ECHO.compiled(engine.dialect, {"texts": ["x"]})
+        assert "%(texts)b" in compiled.sql
+        assert "%(texts)s" not in compiled.sql
