@@ -13,8 +13,9 @@ Run: .venv/bin/python bench/bench_all.py [--quick] [--backends sqlite,postgres]
 - on PostgreSQL, the CPU one randomization and one dispensing cost in the service and in
   PostgreSQL, and the throughput that allows on this machine's cores (bench_cpu);
 - on PostgreSQL, the pgbench floor (pgbench_floor): a randomization's transaction driven by
-  pgbench with as many clients as the largest API run, both as the service's statements and
-  as one statement per step, beside the API's figures.
+  pgbench with as many clients as the largest API run, as the service's statements, as one
+  statement per step, and as the service's without the audit call (what the study's one
+  hash chain costs), beside the API's figures.
 
 The benchmarks run as subprocesses (their JSON goes to a temporary directory, so their own
 result files in bench/results/ are left alone); this script prints one table and writes
@@ -305,6 +306,7 @@ def main() -> None:
         for shape, what in (
             ("service", "the service's statements"),
             ("essential", "one statement per step"),
+            ("unchained", "the service's without the audit call, what the chain costs"),
         ):
             result = floor[shape]
             table.add(

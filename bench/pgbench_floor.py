@@ -1,6 +1,7 @@
 """The floor under the API's randomization figures: the same transaction, driven by pgbench.
 
-Run: .venv/bin/python bench/pgbench_floor.py [-c 16 -j 2 -T 10] [--shape service|essential]
+Run: .venv/bin/python bench/pgbench_floor.py [-c 16 -j 2 -T 10]
+         [--shape service|essential|unchained]
          [--keep-scripts DIR] [--show-sql [-v]]
 
 One API randomization (POST .../randomization with a weight, so the first visit's kits are
@@ -11,12 +12,15 @@ registered subjects and kits as the run can consume (`--max-tps` x `-T`; 8 subje
 32 kits per site, so a site's stock read returns 32 down to 16 kits, as bench_api's sites
 hold about 30; consecutive subjects are at different sites). pgbench (`-M prepared`, as
 psycopg prepares repeated statements) runs a script with `-c` clients and `-j` threads for
-`-T` seconds; its per-transaction log gives p50/p99. Two scripts (`--shape`, both by
+`-T` seconds; its per-transaction log gives p50/p99. Three scripts (`--shape`, all by
 default, each on its own subjects):
 
 - service: the statements the service ran for one randomization, in its order (SERVICE);
 - essential: the same locks and writes with one statement per step (ESSENTIAL), what the
-  service could come down to.
+  service could come down to;
+- unchained: SERVICE without its audit call, not a design (every change is audited) but the
+  measure of what the study's single hash chain costs: its head is held from the call to
+  the end of the COMMIT, so a study's transactions commit one at a time.
 
 pgbench does not do the rest of the service's work (HTTP, JSON, the ORM, opening the sealed
 list and sealing the arm, the audit hash), so the gap between these figures and bench_api's
@@ -187,7 +191,21 @@ INSERT INTO audit_event (chain, seq, occurred_at, actor_id, actor_role, action, 
 COMMIT;
 """
 
-SCRIPTS = {"service": SERVICE, "essential": ESSENTIAL}
+
+def _without_audit(script: str) -> str:
+    """The script with its audit statement (the comment before it and the call) cut out."""
+    start = script.index("-- the audit chain:")
+    end = script.index("COMMIT;", start)
+    return script[:start] + script[end:]
+
+
+# Not a design: every state change is audited. It measures what the study's one hash chain
+# costs: each transaction holds the chain's head from audit_append to the end of its COMMIT,
+# so the study's randomizations commit one at a time, WAL flush included.
+UNCHAINED = _without_audit(SERVICE)
+
+SCRIPTS = {"service": SERVICE, "essential": ESSENTIAL, "unchained": UNCHAINED}
+DEFAULT_SHAPES = ("service", "essential", "unchained")
 
 
 def script_statements(script: str) -> int:
@@ -473,7 +491,7 @@ def run(
     max_tps: int = 3000,
     per_site: int = 8,
     kits_per_site: int = 32,
-    shapes: tuple[str, ...] = ("service", "essential"),
+    shapes: tuple[str, ...] = DEFAULT_SHAPES,
     keep_scripts: Path | None = None,
 ) -> dict[str, Any]:
     """Prepare a scratch database, run pgbench with each script shape on it (each on its own
@@ -599,9 +617,10 @@ def main() -> None:
     parser.add_argument("--kits-per-site", type=int, default=32)
     parser.add_argument(
         "--shape",
-        choices=[*SCRIPTS, "both"],
-        default="both",
-        help="service: the statements the service ran; essential: one per step (default both)",
+        choices=[*SCRIPTS, "all"],
+        default="all",
+        help="service: the statements the service ran; essential: one per step; unchained:"
+        " the service's without the audit call (default all)",
     )
     parser.add_argument("--keep-scripts", type=Path, help="copy the pgbench scripts there")
     parser.add_argument("--show-sql", action="store_true", help="the service's statements")
@@ -611,7 +630,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         show_service_sql(100_000 if args.verbose else 160)
         return
-    shapes = tuple(SCRIPTS) if args.shape == "both" else (args.shape,)
+    shapes = DEFAULT_SHAPES if args.shape == "all" else (args.shape,)
     found = run(
         args.clients,
         args.threads,
