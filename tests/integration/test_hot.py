@@ -163,3 +163,20 @@ class TestArrays:
         compiled = ECHO.compiled(engine.dialect, {"texts": ["x"]})
         assert "%(texts)b" in compiled.sql
         assert "%(texts)s" not in compiled.sql
+
+
+class TestTuples:
+    def test_plain_tuples_after_the_deferred_writes(self, engine: Engine, chain: str) -> None:
+        with Session(engine) as session:
+            hot.later(session, ADD, _row(chain, 5))
+
+            found = hot.tuples(session, SOME, {"cs": [chain, "nobody"]})
+
+            assert [tuple(row) for row in found] == [(chain,)]
+            session.rollback()
+
+    def test_refused_for_columns_that_need_processing(self, engine: Engine, chain: str) -> None:
+        if engine.dialect.name != "postgresql":
+            pytest.skip("on SQLite, SQLAlchemy runs the statement and processes its rows")
+        with Session(engine) as session, pytest.raises(TypeError):
+            hot.tuples(session, READ, {"c": chain})  # updated_at: a UTC instant

@@ -85,6 +85,29 @@ class TestSealAndOpen:
             cipher.open("slot", "42", Sealed(envelope[: len(ENVELOPE_TAG) + 2 + 4]))
 
 
+class TestOpenCached:
+    def test_an_envelope_from_its_column_opens_as_open_does(self, cipher: StudyCipher) -> None:
+        sealed = cipher.seal("kit", "K1", SECRET)
+
+        assert cipher.open_envelope_cached("kit", "K1", sealed.envelope) == SECRET
+        assert cipher.open_envelope_cached("kit", "K1", sealed.envelope) == SECRET  # remembered
+        assert cipher.open_cached("kit", "K1", sealed) == SECRET
+
+    def test_remembered_only_for_its_own_record(self, cipher: StudyCipher) -> None:
+        sealed = cipher.seal("kit", "K1", SECRET)
+        cipher.open_envelope_cached("kit", "K1", sealed.envelope)
+
+        with pytest.raises(CannotOpen):
+            cipher.open_envelope_cached("kit", "K2", sealed.envelope)
+
+    @pytest.mark.parametrize("raw", [b"", SECRET], ids=["empty", "plaintext"])
+    def test_bytes_that_are_not_an_envelope_are_refused(
+        self, cipher: StudyCipher, raw: bytes
+    ) -> None:
+        with pytest.raises(ValueError, match="never plaintext"):
+            cipher.open_envelope_cached("kit", "K1", raw)
+
+
 class TestSealed:
     @pytest.mark.parametrize("raw", [b"", SECRET], ids=["empty", "plaintext"])
     def test_refuses_bytes_without_the_envelope_tag(self, raw: bytes) -> None:

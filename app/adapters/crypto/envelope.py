@@ -84,10 +84,16 @@ class StudyCipher:
 
     def open_cached(self, kind: str, record_id: str, sealed: Sealed) -> bytes:
         """`open`, remembered for this process (bounded): for records read again and again."""
-        key = (kind, record_id, sealed.envelope)
+        return self.open_envelope_cached(kind, record_id, sealed.envelope)
+
+    def open_envelope_cached(self, kind: str, record_id: str, envelope: bytes) -> bytes:
+        """`open_cached` of an envelope as read from its column: wrapped in `Sealed` (which
+        checks it is one) only when it is opened, not on every read of a remembered one
+        (a site's stock read opens about 170 kit types)."""
+        key = (kind, record_id, envelope)
         found = self._opened.get(key)
         if found is None:
-            found = self.open(kind, record_id, sealed)
+            found = self.open(kind, record_id, Sealed(envelope))
             self._remember(key, found)
         return found
 

@@ -13,7 +13,8 @@ randomization with its first dispensing made twenty round trips.
   raised as SQLAlchemy's (IntegrityError, OperationalError...), and a lost connection is
   invalidated, as SQLAlchemy does.
 - `rows(session, hot, params)`: the statement's rows. The deferred statements of the
-  transaction go first, in one pipeline with it: one round trip.
+  transaction go first, in one pipeline with it: one round trip. `tuples` is the same
+  without building row objects, for columns that need no result processing.
 - `later(session, hot, params)`: a write whose outcome nobody reads, deferred.
 - `check_later(session, hot, params, verify)`: a read whose rows only `verify` looks at
   (it raises to refuse); deferred likewise, verified when it comes back.
@@ -151,6 +152,20 @@ def rows(session: Session, hot: Hot, params: Params) -> list[Any]:
     sent = _prepare(connection, hot, params)
     _send(connection, [*_take(connection), sent])
     return _rows(sent)
+
+
+def tuples(session: Session, hot: Hot, params: Params) -> Sequence[tuple[Any, ...]]:
+    """`rows` as the driver gives them, plain tuples, for a statement whose columns need no
+    result processing (ints, text, bytes, dates): no row object is built per row."""
+    connection = session.connection()
+    if not _is_postgres(connection):
+        return list(connection.execute(hot.statement, dict(params)))  # Row is a tuple
+    sent = _prepare(connection, hot, params)
+    if any(sent.compiled.results):
+        raise TypeError("tuples() is for statements whose columns need no processing")
+    _send(connection, [*_take(connection), sent])
+    result = sent.cursor.pgresult
+    return [] if result is None or result.status != TUPLES_OK else sent.cursor.fetchall()
 
 
 def later(session: Session, hot: Hot, params: Params | Sequence[Params]) -> None:
