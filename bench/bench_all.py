@@ -12,6 +12,8 @@ Run: .venv/bin/python bench/bench_all.py [--quick] [--backends sqlite,postgres]
   under that load;
 - on PostgreSQL, the CPU one randomization and one dispensing cost in the service and in
   PostgreSQL, and the throughput that allows on this machine's cores (bench_cpu);
+- on PostgreSQL, the stack's floors (bench_http_floor): an endpoint that does nothing, on the
+  same server and load, and psycopg sending a randomization's statements;
 - on PostgreSQL, the pgbench floor (pgbench_floor): a randomization's transaction driven by
   pgbench with as many clients as the largest API run, as the service's statements, as one
   statement per step, and as the service's without the audit call (what the study's one
@@ -247,6 +249,11 @@ def main() -> None:
                 )
                 table.add(f"  p50 ms, {label}", api[f"{what}_p50_ms"])
                 table.add(f"  p99 ms, {label}", versus(p99, P99_MS))
+                table.add(
+                    f"  CPU ms per request, server + PostgreSQL + load, {label}",
+                    f"{api.get(f'{what}_cpu_server_ms')} + {api.get(f'{what}_cpu_postgres_ms')}"
+                    f" + {api.get(f'{what}_cpu_loadgen_ms')}",
+                )
             supervisor = api.get("supervisor_peak_rss_mib")
             table.add(
                 f"peak RSS per server worker, MiB, {label}",
@@ -279,6 +286,26 @@ def main() -> None:
                     f"{cpu[f'{what}_service_cpu_ms']} + {cpu[f'{what}_postgres_cpu_ms']}",
                 )
                 table.add(f"  {what}s/s the CPU allows", cpu[f"{what}_cpu_ceiling_per_s"])
+        table.section(f"{name}: the stack's floors (an endpoint that does nothing; the driver)")
+        floor_http = run_script(
+            "bench_http_floor.py",
+            ["--clients", str(max(c for c, _ in matrix)), "--requests", "600" if quick else "3000"],
+            "http_floor",
+            args.timeout,
+        )
+        found["http_floor"] = floor_http
+        if "error" in floor_http:
+            table.add("floors", floor_http["error"])
+        else:
+            table.add("empty endpoint: requests/s", floor_http["requests_per_s"])
+            table.add(
+                "  CPU ms per request, server + load",
+                f"{floor_http['cpu_server_ms']} + {floor_http['cpu_loadgen_ms']}",
+            )
+            table.add(
+                "psycopg, a randomization's 16 statements: client CPU ms",
+                floor_http["driver_cpu_ms_per_randomization_statements"],
+            )
         table.section(
             f"{name}: pgbench floor, a randomization's transaction without the service "
             f"({pgbench_clients} clients, {args.pgbench_threads} threads, {pgbench_seconds} s)"
