@@ -10,12 +10,13 @@ from pydantic import BaseModel
 
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
+from app.adapters.api.routing import ThreadPoolRoute
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.services.audit import read_audit
 from app.services.ports import AuditQuery
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(prefix="/api/v1", tags=["audit"], route_class=ThreadPoolRoute)
 
 
 class AuditEventRead(BaseModel):

@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.adapters.api.auth import Forbidden, get_principal, require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.db.idempotency import IdempotentReplay
 from app.adapters.exports import list_csv, pooled_csv
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.services import blinding
 
-router = APIRouter(prefix="/api/v1", tags=["blinding"])
+router = APIRouter(prefix="/api/v1", tags=["blinding"], route_class=ThreadPoolRoute)
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import __version__
 from app.adapters.api.deps import get_container
 from app.adapters.api.problems import problem
+from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.api.schemas import Health, Readiness
 from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
@@ -20,7 +21,7 @@ from app.adapters.db.migrate import current_revision, head_revision
 from app.adapters.db.models import StudyRow
 from app.bootstrap import Container
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=ThreadPoolRoute)
 log = logging.getLogger("iwrs.ready")
 
 

@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.routing import ThreadPoolRoute
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.domain.errors import StudyNotFound
 from app.services import lists as list_service
 from app.services import randomization as rnd
 
-router = APIRouter(prefix="/api/v1", tags=["randomization lists"])
+router = APIRouter(prefix="/api/v1", tags=["randomization lists"], route_class=ThreadPoolRoute)
 Deps = Annotated[Container, Depends(get_container)]
 Idem = Annotated[IdempotencyRequest, Depends(idempotency_request)]
 Generate = Annotated[Principal, Depends(require(Action.LIST_GENERATE))]

@@ -16,11 +16,12 @@ from pydantic import BaseModel
 from app.adapters.api.auth import get_tokens
 from app.adapters.api.deps import get_container
 from app.adapters.api.problems import problem
+from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.api.tokens import TokenService
 from app.bootstrap import Container
 from app.services.clients import authenticate
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=ThreadPoolRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
+from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.clock import FileOffsetClock
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.domain.errors import Conflict
 
-router = APIRouter(prefix="/api/v1/simulation", tags=["simulation"])
+router = APIRouter(prefix="/api/v1/simulation", tags=["simulation"], route_class=ThreadPoolRoute)
 
 
 class ClockAdvance(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
+from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.api.schemas import (
     ArmRead,
     FactorRead,
@@ -25,7 +26,7 @@ from app.domain.access import Action, Principal
 from app.services import studies as study_service
 from app.services.ports import StoredStudy
 
-router = APIRouter(prefix="/api/v1", tags=["studies"])
+router = APIRouter(prefix="/api/v1", tags=["studies"], route_class=ThreadPoolRoute)
 ReadStudies = Annotated[Principal, Depends(require(Action.STUDY_READ))]
 
 

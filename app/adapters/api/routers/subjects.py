@@ -13,13 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.routing import ThreadPoolRoute
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.domain.subjects import Subject, SubjectNotFound
 from app.services import randomization as rnd
 from app.services.supply import Dispensation
 
-router = APIRouter(prefix="/api/v1", tags=["subjects"])
+router = APIRouter(prefix="/api/v1", tags=["subjects"], route_class=ThreadPoolRoute)
 
 SUBJECT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 SubjectId = Annotated[str, Path(pattern=SUBJECT_ID)]

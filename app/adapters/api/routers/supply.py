@@ -17,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.routing import ThreadPoolRoute
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.services import supply
 from app.services.ports import ExcursionRecord, KitRecord, ShipmentRecord
 
-router = APIRouter(prefix="/api/v1", tags=["supply"])
+router = APIRouter(prefix="/api/v1", tags=["supply"], route_class=ThreadPoolRoute)
 
 Deps = Annotated[Container, Depends(get_container)]
 Idem = Annotated[IdempotencyRequest, Depends(idempotency_request)]
