@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, ROOT, versus
+from bench.common import RESULTS, ROOT, postgres_via, versus
 
 BENCH = ROOT / "bench"
 NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -270,6 +270,7 @@ def main() -> None:
         if backend != "postgres":
             continue
         table.section(f"{name}: CPU per call, service and PostgreSQL (one client, no HTTP)")
+        table.add("PostgreSQL reached through", postgres_via())
         cpu = run_script(
             "bench_cpu.py",
             ["--subjects", str(max(200, min(subjects, 1000)))],

@@ -37,7 +37,7 @@ from app.services import supply
 from app.services.clients import create_client
 from app.services.studies import load_study
 from app.settings import Settings
-from bench.common import fresh_database, report, synthetic_study, versus
+from bench.common import fresh_database, postgres_via, report, synthetic_study, versus
 from bench.cpu import own_cpu_seconds, postgres_cpu_seconds, tree_cpu_seconds
 from bench.loadgen import run_load
 from bench.rss import RssSampler
@@ -206,6 +206,7 @@ def main() -> None:
         {
             "clients": args.clients,
             "sites": sites,
+            "postgres_via": postgres_via() if args.backend == "postgres" else "",
             "server_workers": args.workers,
             "randomizations": randomized["requests"],
             "randomization_failures": randomized["failures"],

@@ -38,7 +38,7 @@ from app.services import randomization as rnd
 from app.services import supply
 from app.settings import Settings
 from bench.bench_api import ACTOR, prepare
-from bench.common import fresh_database, report, versus
+from bench.common import fresh_database, postgres_via, report, versus
 from bench.cpu import postgres_cpu_seconds
 
 
@@ -86,7 +86,11 @@ def main() -> None:
         measure([dispense(s) for s in warm])
         dispensed = measure([dispense(s) for s in timed])
         container.dispose()
-    figures: dict[str, Any] = {"cores": cores, "calls_timed": len(timed)}
+    figures: dict[str, Any] = {
+        "cores": cores,
+        "calls_timed": len(timed),
+        "postgres_via": postgres_via(),
+    }
     for name, found, target in (
         ("randomization", randomized, 400),
         ("dispensation", dispensed, 300),

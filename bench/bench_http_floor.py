@@ -35,7 +35,7 @@ from pydantic import BaseModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_api import _cpu_per_request, _free_port
-from bench.common import ROOT, fresh_database, report, versus
+from bench.common import ROOT, fresh_database, libpq_host, postgres_via, report, versus
 from bench.loadgen import run_load
 
 
@@ -63,7 +63,7 @@ def driver_floor(url: str, transactions: int = 1000) -> dict[str, float]:
 
     target = make_url(url)
     with psycopg.connect(
-        host=target.host or "127.0.0.1",
+        host=libpq_host(url),
         port=target.port or 5432,
         user=target.username or "postgres",
         password=target.password,
@@ -162,6 +162,7 @@ def main() -> None:
             "first_failure": found["first_failure"],
             "driver_cpu_ms_per_randomization_statements": round(driver["cpu_ms"], 2),
             "driver_wall_ms_one_client": round(driver["wall_ms"], 2),
+            "postgres_via": postgres_via(),
         },
     )
 

@@ -54,7 +54,7 @@ from sqlalchemy.exc import OperationalError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ADMIN_URL, report, versus
+from bench.common import ADMIN_URL, libpq_host, postgres_via, report, versus
 
 STUDY = "bench"
 TEMPLATE_SITE = "BX0001"
@@ -418,7 +418,7 @@ def run_pgbench(
         "-D",
         "actor=client:bench",  # a literal with a colon in the script would read as a variable
         "-h",
-        target.host or "127.0.0.1",
+        libpq_host(url),
         "-p",
         str(target.port or 5432),
         "-U",
@@ -642,6 +642,7 @@ def main() -> None:
         args.keep_scripts,
     )
     figures = {k: v for k, v in found.items() if k not in shapes}
+    figures["postgres_via"] = postgres_via()
     for shape in shapes:
         result = found[shape]
         if result["subjects_exhausted"]:
