@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from app.services.studies import load_study
 from app.settings import Settings
 from bench.common import fresh_database, postgres_via, report, synthetic_study, versus
 from bench.cpu import own_cpu_seconds, postgres_cpu_seconds, tree_cpu_seconds
-from bench.loadgen import run_load
+from bench.loadgen import run_load, wait_until_ready
 from bench.rss import RssSampler
 
 ACTOR = Actor("bench", "operator")
@@ -153,13 +152,7 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_until_ready(base)
             client_id, secret = prepared["edc"]
             token = httpx.post(
                 f"{base}/oauth/token",
@@ -169,34 +162,24 @@ def main() -> None:
                     "client_secret": secret,
                 },
             ).json()["access_token"]
+
+            def each_subject(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+                """POST body to .../subjects/{id}/<endpoint> for every subject, timed."""
+                return _cpu_per_request(
+                    server.pid,
+                    lambda: run_load(
+                        base,
+                        token,
+                        prepared["subjects"],
+                        args.clients,
+                        lambda sid: (f"/api/v1/studies/bench/subjects/{sid}/{endpoint}", body),
+                    ),
+                )
+
             rss = RssSampler(server.pid).start()
-            randomized = _cpu_per_request(
-                server.pid,
-                lambda: run_load(
-                    base,
-                    token,
-                    prepared["subjects"],
-                    args.clients,
-                    lambda sid: (
-                        f"/api/v1/studies/bench/subjects/{sid}/randomization",
-                        {"weight_kg": 70},
-                    ),
-                ),
-            )
-            clock.write_text(str(3 * 86400))
-            dispensed = _cpu_per_request(
-                server.pid,
-                lambda: run_load(
-                    base,
-                    token,
-                    prepared["subjects"],
-                    args.clients,
-                    lambda sid: (
-                        f"/api/v1/studies/bench/subjects/{sid}/dispensations",
-                        {"visit": "D4", "weight_kg": 71},
-                    ),
-                ),
-            )
+            randomized = each_subject("randomization", {"weight_kg": 70})
+            clock.write_text(str(3 * 86400))  # the D4 visit is due
+            dispensed = each_subject("dispensations", {"visit": "D4", "weight_kg": 71})
             rss.stop()
         finally:
             server.terminate()

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_api import _cpu_per_request, _free_port
 from bench.common import ROOT, fresh_database, libpq_host, postgres_via, report, versus
-from bench.loadgen import run_load
+from bench.loadgen import run_load, wait_until_ready
 
 
 class Body(BaseModel):
@@ -126,13 +125,7 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_until_ready(base)
         items = [str(i) for i in range(args.requests)]
 
         def load() -> dict[str, Any]:

@@ -93,3 +93,16 @@ def run_load(
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
     }
+
+
+def wait_until_ready(base: str, attempts: int = 300) -> None:
+    """Wait (up to 30 s) for a server's /ready to answer 200."""
+    import httpx
+
+    for _ in range(attempts):
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
