@@ -154,7 +154,7 @@ def rows(session: Session, hot: Hot, params: Params) -> list[Any]:
     return _rows(sent)
 
 
-def tuples(session: Session, hot: Hot, params: Params) -> Sequence[tuple[Any, ...]]:
+def tuples(session: Session, hot: Hot, params: Params) -> list[tuple[Any, ...]]:
     """`rows` as the driver gives them, plain tuples, for a statement whose columns need no
     result processing (ints, text, bytes, dates): no row object is built per row."""
     connection = session.connection()
@@ -164,8 +164,7 @@ def tuples(session: Session, hot: Hot, params: Params) -> Sequence[tuple[Any, ..
     if any(sent.compiled.results):
         raise TypeError("tuples() is for statements whose columns need no processing")
     _send(connection, [*_take(connection), sent])
-    result = sent.cursor.pgresult
-    return [] if result is None or result.status != TUPLES_OK else sent.cursor.fetchall()
+    return _fetched(sent)
 
 
 def later(session: Session, hot: Hot, params: Params | Sequence[Params]) -> None:
@@ -241,12 +240,18 @@ def _execute(raw: psycopg.Connection[Any], sent: _Sent) -> None:
     sent.cursor = cursor
 
 
-def _rows(sent: _Sent) -> list[Any]:
-    cursor = sent.cursor
-    result = cursor.pgresult
+def _fetched(sent: _Sent) -> list[tuple[Any, ...]]:
+    """The driver's rows of a sent statement ([] for one without rows: its result status
+    says so, where cursor.description would build a column object for each column)."""
+    result = sent.cursor.pgresult
     if result is None or result.status != TUPLES_OK:
-        return []  # a statement without rows (cursor.description says so too, at a cost)
-    found = cursor.fetchall()
+        return []
+    found: list[tuple[Any, ...]] = sent.cursor.fetchall()
+    return found
+
+
+def _rows(sent: _Sent) -> list[Any]:
+    found = _fetched(sent)
     processors = sent.compiled.results
     make = sent.compiled.row._make
     if not any(processors):
