@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 # (path, JSON body) for one item of the load
 Request = Callable[[str], tuple[str, dict[str, Any]]]
 
@@ -96,9 +98,7 @@ def run_load(
 
 
 def wait_until_ready(base: str, attempts: int = 300) -> None:
-    """Wait (up to 30 s) for a server's /ready to answer 200."""
-    import httpx
-
+    """Wait (about 30 s at most) for a server's /ready to answer 200; else raise."""
     for _ in range(attempts):
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
@@ -106,3 +106,4 @@ def wait_until_ready(base: str, attempts: int = 300) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
+    raise RuntimeError(f"{base}/ready did not answer 200")
