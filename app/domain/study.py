@@ -9,6 +9,14 @@ Allocation is decided by the arms, the allocation ratio, the stratification fact
 their levels, and the randomization method with its parameters. `allocation_changes` names
 the differences between two definitions in exactly those, so a study that has randomized
 anyone keeps them fixed (a label, a visit window or a supply level may still change).
+
+Every secret of a study is sealed at a size that depends only on non-secret facts (see
+app.adapters.crypto.envelope), so `study_problems` also bounds what is sealed per record
+(`sealing_problems`): arm and kit type codes, and the factor and level codes a minimization
+trace holds, have at most `MAX_CODE_BYTES` bytes; block sizes are at most `MAX_BLOCK_SIZE`;
+a minimization study has at most `MAX_MINIMIZATION_ARMS` arms and
+`MAX_MINIMIZATION_FACTORS` minimization factors, so the largest possible decision trace fits
+its fixed sealed size.
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ from decimal import Decimal
 from enum import StrEnum
 
 from app.domain.roles import UNBLINDING_CAPABLE, Role
+
+MAX_CODE_BYTES = 32
+MAX_BLOCK_SIZE = 9999
+MAX_MINIMIZATION_ARMS = 12
+MAX_MINIMIZATION_FACTORS = 8
 
 
 class RandomizationMethod(StrEnum):
@@ -363,6 +376,55 @@ def study_problems(study: Study) -> list[Problem]:
         problems.append(Problem("unblinding.roles", f"role {role.value!r} may never unblind"))
     if study.slug in study.pooled_with:
         problems.append(Problem("pooled_with", "a study is not pooled with itself"))
+    return problems + sealing_problems(study)
+
+
+def sealing_problems(study: Study) -> list[Problem]:
+    """What would not fit its sealed size (see the module doc): a sealed value longer than
+    its kind's size is refused, so the definition is refused first, naming the field."""
+    problems: list[Problem] = []
+
+    def one_size(what: str) -> str:
+        return f"so that every sealed {what} has one size"
+
+    def check_code(path: str, code: str, what: str) -> None:
+        if len(code.encode()) > MAX_CODE_BYTES:
+            problems.append(Problem(path, f"longer than {MAX_CODE_BYTES} bytes, {one_size(what)}"))
+
+    for i, arm in enumerate(study.arms):
+        check_code(f"arms[{i}].code", arm.code, "arm")
+    for i, kit_type in enumerate(study.kit_types):
+        check_code(f"kit_types[{i}].code", kit_type.code, "kit type")
+    for size in study.randomization.block_sizes:
+        if size > MAX_BLOCK_SIZE:
+            problems.append(
+                Problem(
+                    "randomization.block_sizes",
+                    f"{size} is above {MAX_BLOCK_SIZE}, {one_size('slot list')}",
+                )
+            )
+    minimization = study.randomization.minimization
+    if study.randomization.method is RandomizationMethod.MINIMIZATION and minimization:
+        for i, factor in enumerate(study.factors):
+            check_code(f"stratification_factors[{i}].code", factor.code, "decision trace")
+            for j, level in enumerate(factor.levels):
+                path = f"stratification_factors[{i}].levels[{j}].code"
+                check_code(path, level.code, "decision trace")
+        if len(study.arms) > MAX_MINIMIZATION_ARMS:
+            problems.append(
+                Problem(
+                    "arms",
+                    f"minimization allows at most {MAX_MINIMIZATION_ARMS} arms, "
+                    + one_size("decision trace"),
+                )
+            )
+        if len(minimization.factors) > MAX_MINIMIZATION_FACTORS:
+            problems.append(
+                Problem(
+                    "randomization.minimization.factors",
+                    f"at most {MAX_MINIMIZATION_FACTORS} factors, " + one_size("decision trace"),
+                )
+            )
     return problems
 
 

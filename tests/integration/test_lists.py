@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from app.adapters.crypto.envelope import stratum_size
 from app.adapters.db.audit import iter_chain
 from app.adapters.db.models import RandomizationListRow, StratumRow, StudyRow
 from app.adapters.studyfiles.codec import read_study_file
@@ -63,7 +64,7 @@ class TestQC:
             rows = json.loads(cipher.open("stratum", record, Sealed(stratum.slots_sealed)))
             rows[0][0] = "PLACEBO" if rows[0][0] != "PLACEBO" else "CYT107_BIW"
             stratum.slots_sealed = cipher.seal(
-                "stratum", record, json.dumps(rows).encode()
+                "stratum", record, json.dumps(rows).encode(), size=stratum_size(len(rows), 10)
             ).envelope
             session.commit()
         report = lists.qc_as_dict(lists.list_qc(container.uow(TEST_ACTOR), "iris-7a"))

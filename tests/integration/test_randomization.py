@@ -67,10 +67,10 @@ class TestGenerateList:
             lists = session.scalars(select(RandomizationListRow)).all()
             assert [(x.mode, x.version, x.status) for x in lists] == [("live", 1, "active")]
             assert lists[0].seed_sealed is not None
-            assert lists[0].seed_sealed.startswith(b"IWRS1")
+            assert lists[0].seed_sealed.startswith(b"IWRS2")
             strata = session.scalars(select(StratumRow)).all()
             for stratum in strata:
-                assert stratum.slots_sealed.startswith(b"IWRS1")
+                assert stratum.slots_sealed.startswith(b"IWRS2")
                 for arm in (b"PLACEBO", b"CYT107"):
                     assert arm not in stratum.slots_sealed
             events = [e.action for e in iter_chain(session, "iris-7a")]
@@ -281,4 +281,4 @@ class TestMinimization:
         assert max(counts.values()) - min(counts.values()) <= 2, counts
         with container.session_factory() as session:
             traces = session.scalars(select(AllocationRow.trace_sealed)).all()
-        assert all(t is not None and t.startswith(b"IWRS1") for t in traces)
+        assert all(t is not None and t.startswith(b"IWRS2") for t in traces)

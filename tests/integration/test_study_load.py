@@ -92,7 +92,7 @@ class TestLoadStudy:
         _load(container, STUDIES_DIR / "iris-7a.toml")
         with container.session_factory() as session:
             row = session.scalars(select(StudyRow)).one()
-            assert row.definition_sealed.startswith(b"IWRS1")
+            assert row.definition_sealed.startswith(b"IWRS2")
             for secret in (b"CYT107_QW", b"Placebo", b"KT_IL7", b"KT_PBO"):
                 assert secret not in row.definition_sealed
             key = session.scalars(select(StudyKeyRow)).one()

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.adapters.crypto.envelope import StudyCipher
+from app.adapters.crypto.envelope import StudyCipher, stratum_size
 from app.adapters.db import hot, memo
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.models import (
@@ -94,6 +94,15 @@ class _StudyScoped:
 
     def _cipher(self, slug: str) -> StudyCipher:
         return self._keys.cipher(self._session, self._study_id(slug), slug)
+
+    def _longest_arm(self, slug: str) -> int:
+        """The study's longest arm code in bytes: with a stratum's slot count (stored in
+        clear), it sets the stratum's sealed size (app.adapters.crypto.envelope)."""
+        from app.adapters.db.repositories import SqlStudyRepository
+
+        stored = SqlStudyRepository(self._session, self._keys).get(slug)
+        assert stored is not None
+        return max(len(code.encode()) for code in stored.study.arm_codes())
 
 
 def _subject(row: Any, study: str, site: str) -> Subject:
@@ -268,6 +277,7 @@ class SqlListRepository(_StudyScoped):
         site_ids = self._site_ids(study_id)
         if not strata:
             return self._info(row, study)
+        longest_arm = self._longest_arm(study)
         self._session.execute(
             insert(StratumRow),
             [
@@ -279,7 +289,10 @@ class SqlListRepository(_StudyScoped):
                     "next_sequence": 1,
                     "length": len(plan.slots),
                     "slots_sealed": cipher.seal(
-                        "stratum", _stratum_record(row.id, plan.key), _encode_slots(plan.slots)
+                        "stratum",
+                        _stratum_record(row.id, plan.key),
+                        _encode_slots(plan.slots),
+                        size=stratum_size(len(plan.slots), longest_arm),
                     ).envelope,
                     "low_warned_at": None,
                 }
@@ -461,7 +474,10 @@ class SqlListRepository(_StudyScoped):
             existing = self._open(info, plan.key, row.slots_sealed)
         combined = existing + list(plan.slots)
         row.slots_sealed = cipher.seal(
-            "stratum", _stratum_record(info.id, plan.key), _encode_slots(combined)
+            "stratum",
+            _stratum_record(info.id, plan.key),
+            _encode_slots(combined),
+            size=stratum_size(len(combined), self._longest_arm(info.study)),
         ).envelope
         row.length = len(combined)
         if row.next_sequence <= row.length:
