@@ -33,6 +33,19 @@ def summary(results: Results) -> dict[str, Any]:
             }
             for s in studies
         },
+        "later_visits": {
+            s: {
+                "attempted": results.later_visits[s],
+                "refused": results.later_visits_refused[s],
+                "refusal_rate": round(results.later_refusal_rate(s), 4),
+            }
+            for s in studies
+        },
+        # The API counts expired kits at sites only: a depot's inventory is not exposed.
+        "expiry_waste": {
+            s: {"expired_at_sites": results.expired_at_sites(s), "expired_at_depots": None}
+            for s in studies
+        },
         "unblinded": results.unblinded,
         "latency_ms": [
             {
@@ -92,6 +105,29 @@ def print_tables(results: Results, console: Console) -> None:
     for study, values in figures["supply"].items():
         supply.add_row(study, *(str(values[c]) for c in columns))
     console.print(supply)
+
+    later = Table(title="Later visits (after the first) and expiry waste")
+    for column in (
+        "study",
+        "later visits",
+        "refused for supply",
+        "refusal rate",
+        "kits expired at sites",
+    ):
+        later.add_column(column, justify="left" if column == "study" else "right")
+    for study, values in figures["later_visits"].items():
+        later.add_row(
+            study,
+            str(values["attempted"]),
+            str(values["refused"]),
+            f"{values['refusal_rate']:.2%}",
+            str(figures["expiry_waste"][study]["expired_at_sites"]),
+        )
+    console.print(later)
+    console.print(
+        "expiry waste at depots: not measured (the API exposes no depot inventory); "
+        "a later visit counts as refused once, however many days it was retried"
+    )
 
     latency = Table(title="Latency by endpoint (client side, ms)")
     for column in ("endpoint", "calls", "p50", "p99", "max"):

@@ -6,7 +6,13 @@ Each simulated day: the clock moves one day; pharmacists receive the shipments i
 weight (the first visit's kits come with the randomization); every subject due for a visit
 is dosed with a weight that drifts a little; some discontinue; on one day an investigator
 breaks the code for one subject. Refusals for supply are counted as stock-outs and retried
-the next day.
+the next day; a later visit (after the first) refused for supply is also counted once per
+visit, for the rate of later-visit refusals. Expired kits are read from the sites'
+inventories (the API has no depot inventory).
+
+With `observe`, the runner also records what the site roles were told, in order, for the
+leak analysis (app.adapters.simulation.leaks): every shipment received with each kit's lot
+and expiry (looked up by the pharmacist), every dispensation with its kits, every refusal.
 """
 
 from __future__ import annotations
@@ -19,10 +25,18 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import httpx
 
+from app.adapters.simulation.leaks import (
+    Observations,
+    SeenDispensation,
+    SeenKit,
+    SeenRefusal,
+    SeenShipment,
+)
 from app.adapters.simulation.service import Credentials, Setup, StudySetup
 
 
@@ -54,6 +68,18 @@ class Results:
     errors: Counter[str] = field(default_factory=Counter)
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     allocations: list[dict[str, str]] = field(default_factory=list)
+    later_visits: Counter[str] = field(default_factory=Counter)  # distinct, attempted
+    later_visits_refused: Counter[str] = field(default_factory=Counter)  # insufficient_supply
+    site_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    observations: Observations | None = None
+
+    def later_refusal_rate(self, study: str) -> float:
+        attempted = self.later_visits[study]
+        return self.later_visits_refused[study] / attempted if attempted else 0.0
+
+    def expired_at_sites(self, study: str) -> int:
+        """Kits expired at the study's sites, from the last inventory read."""
+        return sum(c.get("expired", 0) for c in self.site_counts.get(study, {}).values())
 
 
 class Api:
@@ -113,9 +139,13 @@ class Simulation:
         enrollment_days: int,
         seed: int,
         progress: Callable[[int, int], None] | None = None,
+        observe: bool = False,
     ) -> None:
         self.setup = setup
-        self.results = Results()
+        self.results = Results(observations=Observations() if observe else None)
+        self.day = 0
+        self._later_attempted: set[tuple[str, str, str]] = set()
+        self._later_refused: set[tuple[str, str, str]] = set()
         self.api = Api(setup.url, self.results)
         self.rng = random.Random(seed)
         self.subjects: list[SimSubject] = []
@@ -133,6 +163,7 @@ class Simulation:
 
     def run(self) -> Results:
         for day in range(self.total_days):
+            self.day = day
             if day:
                 self.api.call(
                     "POST",
@@ -180,6 +211,7 @@ class Simulation:
                     json={"damaged_kit_numbers": damaged},
                 )
                 if receipt.status_code in (200, 201):
+                    self.observe_receipt(study, site, creds, receipt.json(), damaged)
                     self.results.shipments_received[study.slug] += 1
                     self.results.kits_received[study.slug] += len(shipment["kit_numbers"])
                     self.results.kits_damaged[study.slug] += len(damaged)
@@ -220,11 +252,14 @@ class Simulation:
             subject.randomized_day = day
             subject.next_visit = 1
             body = response.json()
+            if body.get("dispensation"):
+                self.observe_dispensation(subject, body["dispensation"], 0)
             kits = len((body.get("dispensation") or {}).get("kits", []))
             self.results.kits_dispensed[study.slug] += kits
             self.results.visits_dispensed[study.slug] += 1
         elif response.status_code == 409 and response.json().get("code") == "insufficient_supply":
             self.results.stock_outs[study.slug] += 1
+            self.observe_refusal(subject, study.visits[0][0], 0, "insufficient_supply")
         else:
             self.results.errors[f"randomize {response.json().get('code')}"] += 1
 
@@ -245,6 +280,10 @@ class Simulation:
             if day < due:
                 continue
             subject.weight = round(subject.weight * self.rng.uniform(0.98, 1.02), 1)
+            visit_key = (study.slug, subject.subject_id, code)
+            if visit_key not in self._later_attempted:
+                self._later_attempted.add(visit_key)
+                self.results.later_visits[study.slug] += 1
             response = self.api.call(
                 "POST",
                 "/api/v1/studies/{study}/subjects/{subject}/dispensations",
@@ -254,6 +293,7 @@ class Simulation:
                 headers={"Idempotency-Key": f"disp-{subject.subject_id}-{code}"},
             )
             if response.status_code == 201:
+                self.observe_dispensation(subject, response.json(), subject.next_visit)
                 self.results.kits_dispensed[study.slug] += len(response.json()["kits"])
                 self.results.visits_dispensed[study.slug] += 1
                 subject.next_visit += 1
@@ -262,8 +302,12 @@ class Simulation:
                     self.results.discontinued[study.slug] += 1
                 continue
             code_text = response.json().get("code")
+            self.observe_refusal(subject, code, subject.next_visit, str(code_text))
             if code_text == "insufficient_supply":
                 self.results.stock_outs[study.slug] += 1
+                if visit_key not in self._later_refused:
+                    self._later_refused.add(visit_key)
+                    self.results.later_visits_refused[study.slug] += 1
             elif code_text == "visit_not_allowed":
                 self.results.missed_visits[study.slug] += 1
                 subject.discontinued = True
@@ -303,10 +347,88 @@ class Simulation:
                     path={"study": study.slug, "site": site},
                 )
                 if response.status_code == 200:
-                    available = int(response.json()["counts"].get("at_site", 0))
+                    counts = response.json()["counts"]
+                    self.results.site_counts.setdefault(study.slug, {})[site] = dict(counts)
+                    available = int(counts.get("at_site", 0))
                     self.results.stock_by_day.setdefault(f"{study.slug} {site}", []).append(
                         available
                     )
+
+    # --- what the site roles were told (observe=True) ---------------------------------------
+
+    def observe_receipt(
+        self,
+        study: StudySetup,
+        site: str,
+        creds: Credentials,
+        shipment: dict[str, Any],
+        damaged: list[str],
+    ) -> None:
+        obs = self.results.observations
+        if obs is None:
+            return
+        kits = []
+        for number in shipment["kit_numbers"]:
+            response = self.api.call(
+                "GET",
+                "/api/v1/studies/{study}/kits/{kit}",
+                creds,
+                path={"study": study.slug, "kit": number},
+            )
+            if response.status_code != 200:
+                self.results.errors[f"kit lookup {response.status_code}"] += 1
+                continue
+            kits.append(_seen_kit(response.json()))
+        received_at = shipment.get("received_at")
+        obs.shipments.append(
+            SeenShipment(
+                seq=obs.next_seq(),
+                study=study.slug,
+                site=site,
+                shipment_id=shipment["shipment_id"],
+                kind=shipment["kind"],
+                created_at=datetime.fromisoformat(shipment["created_at"]),
+                received_at=datetime.fromisoformat(received_at) if received_at else None,
+                kits=tuple(kits),
+                damaged=tuple(damaged),
+            )
+        )
+
+    def observe_dispensation(
+        self, subject: SimSubject, body: dict[str, Any], visit_index: int
+    ) -> None:
+        obs = self.results.observations
+        if obs is None:
+            return
+        obs.dispensations.append(
+            SeenDispensation(
+                seq=obs.next_seq(),
+                study=subject.study,
+                site=subject.site,
+                subject=subject.subject_id,
+                visit=body["visit"],
+                visit_index=visit_index,
+                at=datetime.fromisoformat(body["dispensed_at"]),
+                kits=tuple(_seen_kit(k) for k in body["kits"]),
+            )
+        )
+
+    def observe_refusal(self, subject: SimSubject, visit: str, visit_index: int, code: str) -> None:
+        obs = self.results.observations
+        if obs is None:
+            return
+        obs.refusals.append(
+            SeenRefusal(
+                seq=obs.next_seq(),
+                study=subject.study,
+                site=subject.site,
+                subject=subject.subject_id,
+                visit=visit,
+                visit_index=visit_index,
+                code=code,
+                day=self.day,
+            )
+        )
 
     def export(self) -> None:
         response = self.api.call(
@@ -319,6 +441,10 @@ class Simulation:
             self.results.allocations = list(csv.DictReader(io.StringIO(response.text)))
         else:
             self.results.errors[f"pooled export {response.status_code}"] += 1
+
+
+def _seen_kit(body: dict[str, Any]) -> SeenKit:
+    return SeenKit(str(body["kit_number"]), str(body["lot"]), date.fromisoformat(body["expiry"]))
 
 
 def latency_rows(results: Results) -> list[tuple[str, int, float, float, float]]:

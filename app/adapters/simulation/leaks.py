@@ -1,0 +1,574 @@
+"""Side channels of the blind, measured over what a simulated trial's site roles were told.
+
+Pure functions over recorded observations (no HTTP, no database): the runner records what
+the pharmacists, the investigators and the EDC received (`Observations`), and the ground
+truth (`Truth`: each kit's type, each subject's arm, the dispensing table) is read with the
+key after the run. The ATTACKER side of every measure uses only the observations and the
+documented rules; the truth only labels the attacker's guesses.
+
+Channels (issue 17):
+1. Lots and expiry (`lot_order`, `shelf_order_auc`, `lot_pair_auc`). Replaying each site's
+   shelf as the site can know it (received kits minus damaged, dispensed and expired ones),
+   whenever a visit's kits are handed out while kits of an earlier (expiry, lot) stay on the
+   shelf, those earlier kits must not be predictably of the other type: their share of the
+   dispensed type is compared with that type's share of the whole shelf then. Pair AUCs:
+   "earlier than the kit handed out" and "of another lot" as scores for "of another type".
+2. Refusals (`refusal_pairs`). An `insufficient_supply` refusal of a later visit, followed
+   at the same site, with no delivery between, by another subject served: if refusals did
+   not depend on the type, the refused and the served visit would differ in type about as
+   often as any two later visits do.
+3. Resupply (`shipment_timing`, `shipment_composition`, `shipment_size_auc`). A resupply
+   shipment created at the exact time of a dispensation at its site names the visit that
+   triggered it; per-type counts that are not whole sets, or a shipment missing a type,
+   follow which type ran low. AUC: a shipment's size as the score for "two of its kits are
+   of different types" (small shipments are lopsided under a trigger/restore rule).
+
+Every AUC is the Mann-Whitney probability that a pair of different types scores above a
+pair of one type (ties count half): 0.5 means the score says nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import combinations
+from typing import Any
+
+Key = tuple[str, str]  # (study, kit number) or (study, subject)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenKit:
+    number: str
+    lot: str
+    expiry: date
+
+    @property
+    def order(self) -> tuple[date, str]:
+        """The order a site can see: expiry, then lot code."""
+        return (self.expiry, self.lot)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenShipment:
+    """A shipment as the site's pharmacist saw it when receiving it (`seq`: when)."""
+
+    seq: int
+    study: str
+    site: str
+    shipment_id: str
+    kind: str
+    created_at: datetime
+    received_at: datetime | None
+    kits: tuple[SeenKit, ...]
+    damaged: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SeenDispensation:
+    """Kits handed out at a visit (visit_index 0: with the randomization)."""
+
+    seq: int
+    study: str
+    site: str
+    subject: str
+    visit: str
+    visit_index: int
+    at: datetime
+    kits: tuple[SeenKit, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeenRefusal:
+    seq: int
+    study: str
+    site: str
+    subject: str
+    visit: str
+    visit_index: int
+    code: str
+    day: int
+
+
+@dataclass
+class Observations:
+    """Everything recorded, each event numbered in the order it was seen (`seq`)."""
+
+    shipments: list[SeenShipment] = field(default_factory=list)
+    dispensations: list[SeenDispensation] = field(default_factory=list)
+    refusals: list[SeenRefusal] = field(default_factory=list)
+    counter: int = 0
+
+    def next_seq(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    def to_json(self) -> dict[str, Any]:
+        def kit(k: SeenKit) -> list[str]:
+            return [k.number, k.lot, k.expiry.isoformat()]
+
+        return {
+            "shipments": [
+                {
+                    "seq": s.seq,
+                    "study": s.study,
+                    "site": s.site,
+                    "shipment_id": s.shipment_id,
+                    "kind": s.kind,
+                    "created_at": s.created_at.isoformat(),
+                    "received_at": s.received_at.isoformat() if s.received_at else None,
+                    "kits": [kit(k) for k in s.kits],
+                    "damaged": list(s.damaged),
+                }
+                for s in self.shipments
+            ],
+            "dispensations": [
+                {
+                    "seq": d.seq,
+                    "study": d.study,
+                    "site": d.site,
+                    "subject": d.subject,
+                    "visit": d.visit,
+                    "at": d.at.isoformat(),
+                    "kits": [kit(k) for k in d.kits],
+                }
+                for d in self.dispensations
+            ],
+            "refusals": [
+                {
+                    "seq": r.seq,
+                    "study": r.study,
+                    "site": r.site,
+                    "subject": r.subject,
+                    "visit": r.visit,
+                    "code": r.code,
+                    "day": r.day,
+                }
+                for r in self.refusals
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What only the key tells: kit types by (study, kit number), arms by (study, subject),
+    and each study's dispensing table (arm, visit) -> kit type."""
+
+    kit_type: Mapping[Key, str]
+    arm: Mapping[Key, str]
+    dispensing: Mapping[str, Mapping[tuple[str, str], str]]
+
+    def visit_type(self, study: str, subject: str, visit: str) -> str | None:
+        arm = self.arm.get((study, subject))
+        if arm is None:
+            return None
+        return self.dispensing[study].get((arm, visit))
+
+    def types(self, study: str) -> set[str]:
+        return set(self.dispensing[study].values())
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def auc(positives: Counter[float], negatives: Counter[float]) -> float | None:
+    """P(score of a positive > score of a negative) + half the ties; None without both."""
+    n_pos, n_neg = sum(positives.values()), sum(negatives.values())
+    if not n_pos or not n_neg:
+        return None
+    wins = 0.0
+    below = 0  # negatives scoring strictly less than the current score
+    for score in sorted(set(positives) | set(negatives)):
+        pos, neg = positives.get(score, 0), negatives.get(score, 0)
+        wins += pos * below + 0.5 * pos * neg
+        below += neg
+    return wins / (n_pos * n_neg)
+
+
+def binomial_margin(p: float, n: int, sigmas: float = 3.0) -> float:
+    """`sigmas` standard errors of a share p over n draws."""
+    return sigmas * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
+def _site_events(
+    obs: Observations,
+) -> dict[tuple[str, str], list[SeenShipment | SeenDispensation]]:
+    events: dict[tuple[str, str], list[SeenShipment | SeenDispensation]] = defaultdict(list)
+    for shipment in obs.shipments:
+        events[(shipment.study, shipment.site)].append(shipment)
+    for dispensation in obs.dispensations:
+        events[(dispensation.study, dispensation.site)].append(dispensation)
+    for found in events.values():
+        found.sort(key=lambda e: e.seq)
+    return events
+
+
+# --- channel 1: lots and expiry -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShelfEvent:
+    """A dispensation with the shelf as the site knew it just before (the kits handed out
+    excluded, and those past their expiry date)."""
+
+    study: str
+    site: str
+    seq: int
+    dispensed: tuple[SeenKit, ...]
+    shelf: tuple[SeenKit, ...]
+
+    @property
+    def earlier(self) -> tuple[SeenKit, ...]:
+        """Shelf kits before the latest kit handed out, in the order the site can see."""
+        latest = max(k.order for k in self.dispensed)
+        return tuple(k for k in self.shelf if k.order < latest)
+
+
+def shelf_events(obs: Observations) -> list[ShelfEvent]:
+    found: list[ShelfEvent] = []
+    for (study, site), events in sorted(_site_events(obs).items()):
+        shelf: dict[str, SeenKit] = {}
+        for event in events:
+            if isinstance(event, SeenShipment):
+                shelf.update({k.number: k for k in event.kits if k.number not in event.damaged})
+                continue
+            if not event.kits:
+                continue
+            taken = {k.number for k in event.kits}
+            today = event.at.date()
+            visible = tuple(
+                k for n, k in sorted(shelf.items()) if n not in taken and k.expiry >= today
+            )
+            found.append(ShelfEvent(study, site, event.seq, event.kits, visible))
+            for number in taken:
+                shelf.pop(number, None)
+    return found
+
+
+@dataclass(frozen=True)
+class LotOrder:
+    """Channel 1 (a): at dispensations that left earlier kits on the shelf, the share of the
+    dispensed type among those earlier kits against its share of the whole shelf then."""
+
+    dispensations: int
+    skip_events: int  # dispensations that left at least one earlier kit on the shelf
+    earlier_kits: int  # summed over skip events
+    same_type_earlier: int
+    expected_same_type_earlier: float
+
+    @property
+    def observed_share(self) -> float:
+        return self.same_type_earlier / self.earlier_kits if self.earlier_kits else math.nan
+
+    @property
+    def expected_share(self) -> float:
+        return self.expected_same_type_earlier / self.earlier_kits if self.earlier_kits else 0.0
+
+
+def lot_order(events: Sequence[ShelfEvent], truth: Truth) -> LotOrder:
+    skips = kits = same = 0
+    expected = 0.0
+    for event in events:
+        earlier = event.earlier
+        if not earlier or not event.shelf:
+            continue
+        kit_type = truth.kit_type[(event.study, event.dispensed[0].number)]
+        shelf_types = [truth.kit_type[(event.study, k.number)] for k in event.shelf]
+        share = shelf_types.count(kit_type) / len(shelf_types)
+        skips += 1
+        kits += len(earlier)
+        same += sum(1 for k in earlier if truth.kit_type[(event.study, k.number)] == kit_type)
+        expected += share * len(earlier)
+    return LotOrder(len(events), skips, kits, same, expected)
+
+
+def shelf_order_auc(events: Sequence[ShelfEvent], truth: Truth) -> tuple[float | None, int]:
+    """Channel 1 (b): at each skip event, every shelf kit paired with the kit type handed
+    out; score 1 when the shelf kit is earlier (the FEFO attacker says "other type").
+    Returns the AUC and the number of pairs."""
+    differ: Counter[float] = Counter()
+    same: Counter[float] = Counter()
+    for event in events:
+        earlier = {k.number for k in event.earlier}
+        if not earlier:
+            continue
+        kit_type = truth.kit_type[(event.study, event.dispensed[0].number)]
+        for kit in event.shelf:
+            score = 1.0 if kit.number in earlier else 0.0
+            if truth.kit_type[(event.study, kit.number)] == kit_type:
+                same[score] += 1
+            else:
+                differ[score] += 1
+    return auc(differ, same), sum(differ.values()) + sum(same.values())
+
+
+def lot_pair_auc(obs: Observations, truth: Truth) -> tuple[float | None, int]:
+    """Channel 1 (b'): pairs of kits on a site's shelf at the same time; score 1 when their
+    lot codes differ. Returns the AUC and the number of pairs."""
+    differ: Counter[float] = Counter()
+    same: Counter[float] = Counter()
+    for (study, _site), events in sorted(_site_events(obs).items()):
+        spans: dict[str, tuple[SeenKit, int, int]] = {}
+        for event in events:
+            if isinstance(event, SeenShipment):
+                for kit in event.kits:
+                    if kit.number not in event.damaged:
+                        spans[kit.number] = (kit, event.seq, 1 << 62)
+            else:
+                for kit in event.kits:
+                    if kit.number in spans:
+                        seen, start, _ = spans[kit.number]
+                        spans[kit.number] = (seen, start, event.seq)
+        for (a, a0, a1), (b, b0, b1) in combinations(spans.values(), 2):
+            if a0 >= b1 or b0 >= a1:
+                continue
+            score = 1.0 if a.lot != b.lot else 0.0
+            if truth.kit_type[(study, a.number)] != truth.kit_type[(study, b.number)]:
+                differ[score] += 1
+            else:
+                same[score] += 1
+    return auc(differ, same), sum(differ.values()) + sum(same.values())
+
+
+# --- channel 2: refusals --------------------------------------------------------------------
+
+
+def later_visit_refusals(obs: Observations) -> list[SeenRefusal]:
+    return [r for r in obs.refusals if r.visit_index > 0 and r.code == "insufficient_supply"]
+
+
+def later_visit_rate(obs: Observations) -> tuple[int, int]:
+    """(later visits refused at least once, later visits attempted), distinct visits."""
+    refused = {(r.study, r.subject, r.visit) for r in later_visit_refusals(obs)}
+    served = {(d.study, d.subject, d.visit) for d in obs.dispensations if d.visit_index > 0}
+    return len(refused), len(refused | served)
+
+
+@dataclass(frozen=True)
+class RefusalPairs:
+    """Channel 2: each later-visit refusal followed at its site, before the next delivery
+    there, by other subjects served; the share of those served of another type than the
+    refused visit (averaged by refusal), and what it would be if refusals did not depend
+    on the type. Also pairs of refusals at a site with no delivery between."""
+
+    refusals: int
+    refusals_with_pairs: int
+    pairs: int
+    different_pairs: int
+    observed: float  # mean, over refusals with pairs, of their share of different pairs
+    expected: float
+    refused_pairs: int
+    refused_pairs_same: int
+
+    @property
+    def margin(self) -> float:
+        return max(0.15, binomial_margin(self.expected, self.refusals_with_pairs))
+
+
+def _later_type_shares(obs: Observations, truth: Truth) -> dict[str, Counter[str]]:
+    demand: dict[str, Counter[str]] = defaultdict(Counter)
+    seen: set[tuple[str, str, str]] = set()
+    later = [
+        *((d.study, d.subject, d.visit) for d in obs.dispensations if d.visit_index > 0),
+        *((r.study, r.subject, r.visit) for r in later_visit_refusals(obs)),
+    ]
+    for study, subject, visit in later:
+        if (study, subject, visit) in seen:
+            continue
+        seen.add((study, subject, visit))
+        kit_type = truth.visit_type(study, subject, visit)
+        if kit_type is not None:
+            demand[study][kit_type] += 1
+    return demand
+
+
+def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
+    refusals = later_visit_refusals(obs)
+    demand = _later_type_shares(obs, truth)
+    deliveries: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for shipment in obs.shipments:
+        deliveries[(shipment.study, shipment.site)].append(shipment.seq)
+    served: dict[tuple[str, str], list[SeenDispensation]] = defaultdict(list)
+    for d in sorted(obs.dispensations, key=lambda d: d.seq):
+        served[(d.study, d.site)].append(d)
+    by_site: dict[tuple[str, str], list[SeenRefusal]] = defaultdict(list)
+    for r in sorted(refusals, key=lambda r: r.seq):
+        by_site[(r.study, r.site)].append(r)
+
+    def next_delivery(place: tuple[str, str], seq: int) -> int:
+        return min((s for s in deliveries[place] if s > seq), default=1 << 62)
+
+    with_pairs = pairs = differ = 0
+    observed = expected = 0.0
+    refused_pairs = refused_same = 0
+    for place, found in by_site.items():
+        study = place[0]
+        total = sum(demand[study].values())
+        for i, refusal in enumerate(found):
+            refused_type = truth.visit_type(study, refusal.subject, refusal.visit)
+            if refused_type is None:
+                continue
+            until = next_delivery(place, refusal.seq)
+            types = [
+                truth.visit_type(study, d.subject, d.visit)
+                for d in served[place]
+                if refusal.seq < d.seq < until and d.subject != refusal.subject
+            ]
+            known = [t for t in types if t is not None]
+            if known:
+                with_pairs += 1
+                pairs += len(known)
+                n_diff = sum(1 for t in known if t != refused_type)
+                differ += n_diff
+                observed += n_diff / len(known)
+                expected += sum(1 - demand[study][t] / total for t in known) / len(known)
+            for later in found[i + 1 :]:
+                if later.seq >= until:
+                    break
+                if later.subject == refusal.subject:
+                    continue
+                other = truth.visit_type(study, later.subject, later.visit)
+                if other is not None:
+                    refused_pairs += 1
+                    refused_same += other == refused_type
+    return RefusalPairs(
+        refusals=len(refusals),
+        refusals_with_pairs=with_pairs,
+        pairs=pairs,
+        different_pairs=differ,
+        observed=observed / with_pairs if with_pairs else math.nan,
+        expected=expected / with_pairs if with_pairs else math.nan,
+        refused_pairs=refused_pairs,
+        refused_pairs_same=refused_same,
+    )
+
+
+@dataclass(frozen=True)
+class RefusalShortage:
+    """Channel 2, per refusal: was the refused visit's type the one missing from the shelf
+    (as the site knew it) while another type was there? If refusals did not depend on the
+    type, the refused type would be the short one only as often as it is demanded."""
+
+    refusals: int  # later-visit refusals with one type short and another in stock
+    refused_type_short: int
+    expected: float
+
+
+def refusal_shortage(obs: Observations, truth: Truth) -> RefusalShortage:
+    refusals = later_visit_refusals(obs)
+    demand = _later_type_shares(obs, truth)
+    shelves = _shelves_at(obs, {r.seq for r in refusals})
+    judged = short_hits = 0
+    expected = 0.0
+    for refusal in refusals:
+        refused_type = truth.visit_type(refusal.study, refusal.subject, refusal.visit)
+        if refused_type is None:
+            continue
+        shelf = shelves.get(refusal.seq, ())
+        stock = Counter(truth.kit_type[(refusal.study, k.number)] for k in shelf)
+        types = truth.types(refusal.study)
+        short = {t for t in types if stock[t] == 0}
+        if not short or short == types:
+            continue
+        judged += 1
+        short_hits += refused_type in short
+        total = sum(demand[refusal.study].values())
+        expected += sum(demand[refusal.study][t] for t in short) / total
+    return RefusalShortage(judged, short_hits, expected / judged if judged else math.nan)
+
+
+def _shelves_at(obs: Observations, seqs: set[int]) -> dict[int, tuple[SeenKit, ...]]:
+    """The shelf of the refusal's site as the site knew it at each refusal in `seqs`."""
+    at: dict[int, tuple[SeenKit, ...]] = {}
+    by_site: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for refusal in obs.refusals:
+        if refusal.seq in seqs:
+            by_site[(refusal.study, refusal.site)].append(refusal.seq)
+    for place, events in _site_events(obs).items():
+        wanted = sorted(by_site.get(place, []))
+        shelf: dict[str, SeenKit] = {}
+        timeline: list[tuple[int, SeenShipment | SeenDispensation | None]] = [
+            *((e.seq, e) for e in events),
+            *((s, None) for s in wanted),
+        ]
+        today: date | None = None
+        for seq, event in sorted(timeline, key=lambda x: x[0]):
+            if event is None:
+                at[seq] = tuple(k for k in shelf.values() if today is None or k.expiry >= today)
+            elif isinstance(event, SeenShipment):
+                shelf.update({k.number: k for k in event.kits if k.number not in event.damaged})
+            else:
+                today = event.at.date()
+                for kit in event.kits:
+                    shelf.pop(kit.number, None)
+    return at
+
+
+# --- channel 3: resupply --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShipmentTiming:
+    resupply_shipments: int
+    at_a_dispensation: int  # created at the exact time of a dispensation at its site
+    examples: tuple[str, ...]
+
+
+def shipment_timing(obs: Observations) -> ShipmentTiming:
+    instants: dict[tuple[str, str], set[datetime]] = defaultdict(set)
+    for d in obs.dispensations:
+        instants[(d.study, d.site)].add(d.at)
+    resupply = [s for s in obs.shipments if s.kind == "resupply"]
+    hits = [s for s in resupply if s.created_at in instants[(s.study, s.site)]]
+    return ShipmentTiming(len(resupply), len(hits), tuple(s.shipment_id for s in hits[:5]))
+
+
+@dataclass(frozen=True)
+class ShipmentComposition:
+    shipments: int
+    resupply_shipments: int
+    single_type: int  # shipments missing at least one of the study's kit types
+    not_whole_sets: int  # resupply shipments whose per-type counts differ
+    examples: tuple[tuple[str, dict[str, int]], ...]
+
+
+def shipment_composition(obs: Observations, truth: Truth) -> ShipmentComposition:
+    single = uneven = 0
+    examples: list[tuple[str, dict[str, int]]] = []
+    for shipment in obs.shipments:
+        types = truth.types(shipment.study)
+        counts = Counter(truth.kit_type[(shipment.study, k.number)] for k in shipment.kits)
+        by_type = {t: counts.get(t, 0) for t in sorted(types)}
+        missing = any(n == 0 for n in by_type.values())
+        unequal = shipment.kind == "resupply" and len(set(by_type.values())) > 1
+        single += missing
+        uneven += unequal
+        if (missing or unequal) and len(examples) < 5:
+            examples.append((shipment.shipment_id, by_type))
+    resupply = sum(1 for s in obs.shipments if s.kind == "resupply")
+    return ShipmentComposition(len(obs.shipments), resupply, single, uneven, tuple(examples))
+
+
+def shipment_size_auc(obs: Observations, truth: Truth) -> tuple[float | None, int]:
+    """Pairs of kits of one resupply shipment; the shipment's size as the score for "of
+    different types". Returns the AUC and the number of pairs."""
+    differ: Counter[float] = Counter()
+    same: Counter[float] = Counter()
+    for shipment in obs.shipments:
+        if shipment.kind != "resupply":
+            continue
+        counts = Counter(truth.kit_type[(shipment.study, k.number)] for k in shipment.kits)
+        size = float(len(shipment.kits))
+        total_pairs = len(shipment.kits) * (len(shipment.kits) - 1) // 2
+        same_pairs = sum(n * (n - 1) // 2 for n in counts.values())
+        same[size] += same_pairs
+        differ[size] += total_pairs - same_pairs
+    return auc(differ, same), sum(differ.values()) + sum(same.values())
+
+
+def describe(items: Iterable[tuple[str, object]]) -> str:
+    """One line per figure, for a test's printed report."""
+    return "\n".join(f"  {name}: {value}" for name, value in items)

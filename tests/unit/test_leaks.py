@@ -1,0 +1,239 @@
+"""The leak measures on tiny hand-made observations: a leaky example scores as leaky, a clean
+one as clean (app.adapters.simulation.leaks)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from app.adapters.simulation import leaks
+from app.adapters.simulation.leaks import (
+    Observations,
+    SeenDispensation,
+    SeenKit,
+    SeenRefusal,
+    SeenShipment,
+    Truth,
+)
+
+STUDY = "s"
+T0 = datetime(2027, 3, 1, 9, tzinfo=UTC)
+EARLY, LATE = date(2028, 1, 31), date(2028, 7, 31)
+DISPENSING = {
+    STUDY: {("P", "V1"): "A", ("P", "V2"): "A", ("Q", "V1"): "B", ("Q", "V2"): "B"},
+}
+
+
+def kit(number: str, lot: str = "L0001", expiry: date = EARLY) -> SeenKit:
+    return SeenKit(number, lot, expiry)
+
+
+def truth(types: dict[str, str], arms: dict[str, str] | None = None) -> Truth:
+    return Truth(
+        kit_type={(STUDY, n): t for n, t in types.items()},
+        arm={(STUDY, s): a for s, a in (arms or {}).items()},
+        dispensing=DISPENSING,
+    )
+
+
+class Recorder:
+    """Builds observations in order, one site unless told."""
+
+    def __init__(self) -> None:
+        self.obs = Observations()
+
+    def receive(
+        self,
+        kits: list[SeenKit],
+        kind: str = "initial",
+        created_at: datetime = T0,
+        site: str = "S1",
+        damaged: tuple[str, ...] = (),
+    ) -> None:
+        seq = self.obs.next_seq()
+        shipment_id = f"SH-{site}-{seq}"
+        self.obs.shipments.append(
+            SeenShipment(seq, STUDY, site, shipment_id, kind, created_at, T0, tuple(kits), damaged)
+        )
+
+    def dispense(
+        self,
+        subject: str,
+        kits: list[SeenKit],
+        visit: str = "V2",
+        at: datetime = T0,
+        site: str = "S1",
+    ) -> None:
+        index = int(visit[1:]) - 1
+        self.obs.dispensations.append(
+            SeenDispensation(
+                self.obs.next_seq(), STUDY, site, subject, visit, index, at, tuple(kits)
+            )
+        )
+
+    def refuse(self, subject: str, visit: str = "V2", site: str = "S1") -> None:
+        index = int(visit[1:]) - 1
+        self.obs.refusals.append(
+            SeenRefusal(
+                self.obs.next_seq(), STUDY, site, subject, visit, index, "insufficient_supply", 1
+            )
+        )
+
+
+class TestAuc:
+    def test_perfect_reversed_tied_and_empty(self) -> None:
+        assert leaks.auc(Counter({1.0: 3}), Counter({0.0: 2})) == 1.0
+        assert leaks.auc(Counter({0.0: 3}), Counter({1.0: 2})) == 0.0
+        assert leaks.auc(Counter({1.0: 3}), Counter({1.0: 2})) == 0.5
+        assert leaks.auc(Counter({2.0: 1, 0.0: 1}), Counter({1.0: 1})) == 0.5
+        assert leaks.auc(Counter(), Counter({1.0: 2})) is None
+
+
+class TestLotOrder:
+    def test_fefo_by_type_leaves_only_the_other_type_behind(self) -> None:
+        """Type A in the early lot, type B in the late lot: handing out a late-lot kit says
+        the early-lot kits left on the shelf are A."""
+        rec = Recorder()
+        early = [kit(f"A{i}", "L0001", EARLY) for i in range(4)]
+        late = [kit(f"B{i}", "L0002", LATE) for i in range(4)]
+        rec.receive(early + late)
+        rec.dispense("X", [late[0]])
+        rec.dispense("Y", [late[1]])
+        types = {k.number: k.number[0] for k in early + late}
+        events = leaks.shelf_events(rec.obs)
+        order = leaks.lot_order(events, truth(types))
+        assert (order.skip_events, order.earlier_kits, order.same_type_earlier) == (2, 8, 0)
+        assert order.expected_share > 0.3
+        assert leaks.shelf_order_auc(events, truth(types))[0] == 1.0
+        assert leaks.lot_pair_auc(rec.obs, truth(types))[0] == 1.0
+
+    def test_lots_of_every_type_say_nothing(self) -> None:
+        rec = Recorder()
+        shelf = [
+            kit("A1", "L0001", EARLY),
+            kit("B1", "L0001", EARLY),
+            kit("A2", "L0002", LATE),
+            kit("A3", "L0002", LATE),
+            kit("B3", "L0002", LATE),
+        ]
+        rec.receive(shelf)
+        rec.dispense("X", [shelf[2]])
+        types = {k.number: k.number[0] for k in shelf}
+        events = leaks.shelf_events(rec.obs)
+        order = leaks.lot_order(events, truth(types))
+        assert order.observed_share == order.expected_share == 0.5
+        assert leaks.shelf_order_auc(events, truth(types))[0] == 0.5
+
+    def test_one_lot_for_all_says_nothing_by_lot_code(self) -> None:
+        rec = Recorder()
+        shelf = [kit(n) for n in ("A1", "A2", "B1", "B2")]
+        rec.receive(shelf)
+        types = {k.number: k.number[0] for k in shelf}
+        assert leaks.lot_pair_auc(rec.obs, truth(types)) == (0.5, 6)
+
+    def test_damaged_dispensed_and_expired_kits_leave_the_shelf(self) -> None:
+        rec = Recorder()
+        old = kit("A0", "L0000", date(2027, 2, 1))  # expired before the visit
+        shelf = [kit("A1"), kit("B1"), kit("B2", "L0002", LATE)]
+        rec.receive([old, *shelf], damaged=("B1",))
+        rec.dispense("X", [shelf[0]])
+        rec.dispense("Y", [shelf[2]], at=T0 + timedelta(days=1))
+        events = leaks.shelf_events(rec.obs)
+        assert [[k.number for k in e.shelf] for e in events] == [["B2"], []]
+
+
+class TestRefusals:
+    def refused_then_served(self, served: list[tuple[str, str]]) -> Recorder:
+        rec = Recorder()
+        rec.receive([kit("B1"), kit("B2"), kit("B3")])
+        rec.refuse("R")  # arm P: V2 needs A, the shelf holds only B
+        for subject, number in served:
+            rec.dispense(subject, [kit(number)])
+        rec.receive([kit("A1")], kind="resupply")
+        rec.dispense("Z", [kit("A1")])  # after a delivery: not paired
+        return rec
+
+    def test_only_the_other_type_is_served_after_a_refusal(self) -> None:
+        rec = self.refused_then_served([("X", "B1"), ("Y", "B2")])
+        t = truth(
+            {"A1": "A", "B1": "B", "B2": "B", "B3": "B"},
+            {"R": "P", "X": "Q", "Y": "Q", "Z": "P"},
+        )
+        pairs = leaks.refusal_pairs(rec.obs, t)
+        assert (pairs.refusals, pairs.refusals_with_pairs, pairs.pairs) == (1, 1, 2)
+        assert pairs.observed == 1.0
+        assert pairs.expected == pytest.approx(0.5)
+        shortage = leaks.refusal_shortage(rec.obs, t)
+        assert (shortage.refusals, shortage.refused_type_short) == (1, 1)
+        assert leaks.later_visit_rate(rec.obs) == (1, 4)
+
+    def test_a_refusal_of_any_type_pairs_at_the_base_rate(self) -> None:
+        rec = self.refused_then_served([("X", "B1"), ("Y", "A9")])
+        t = truth(
+            {"A1": "A", "A9": "A", "B1": "B", "B2": "B", "B3": "B"},
+            {"R": "P", "X": "Q", "Y": "P", "Z": "P"},
+        )
+        pairs = leaks.refusal_pairs(rec.obs, t)
+        assert pairs.observed == 0.5
+
+    def test_first_visit_refusals_are_not_later_visits(self) -> None:
+        rec = Recorder()
+        rec.refuse("R", visit="V1")
+        assert leaks.refusal_pairs(rec.obs, truth({}, {"R": "P"})).refusals == 0
+
+
+class TestResupply:
+    def test_a_shipment_made_inside_a_dispensation_is_seen(self) -> None:
+        rec = Recorder()
+        rec.receive([kit("A1"), kit("B1")])
+        rec.dispense("X", [kit("A1")], at=T0 + timedelta(hours=3))
+        rec.receive([kit("A2")], kind="resupply", created_at=T0 + timedelta(hours=3))
+        rec.receive([kit("A3"), kit("B3")], kind="resupply", created_at=T0 + timedelta(days=1))
+        timing = leaks.shipment_timing(rec.obs)
+        assert (timing.resupply_shipments, timing.at_a_dispensation) == (2, 1)
+        types = {n: n[0] for n in ("A1", "B1", "A2", "A3", "B3")}
+        composition = leaks.shipment_composition(rec.obs, truth(types))
+        assert (composition.single_type, composition.not_whole_sets) == (1, 1)
+
+    def test_whole_sets_at_fixed_times_are_clean(self) -> None:
+        rec = Recorder()
+        rec.receive([kit("A1"), kit("B1")])
+        rec.dispense("X", [kit("A1")], at=T0 + timedelta(hours=3))
+        rec.receive([kit("A2"), kit("B2")], kind="resupply", created_at=T0 + timedelta(days=1))
+        timing = leaks.shipment_timing(rec.obs)
+        assert timing.at_a_dispensation == 0
+        types = {n: n[0] for n in ("A1", "B1", "A2", "B2")}
+        composition = leaks.shipment_composition(rec.obs, truth(types))
+        assert (composition.single_type, composition.not_whole_sets) == (0, 0)
+
+    def test_lopsided_small_shipments_tell_pairs_apart(self) -> None:
+        rec = Recorder()
+        small = ["A1", "A2", "A3"]
+        large = ["A4", "A5", "A6", "B4", "B5", "B6"]
+        rec.receive([kit(n) for n in small], kind="resupply")
+        rec.receive([kit(n) for n in large], kind="resupply")
+        types = {n: n[0] for n in small + large}
+        score, pairs = leaks.shipment_size_auc(rec.obs, truth(types))
+        assert pairs == 3 + 15
+        assert score is not None
+        assert score > 0.6
+
+    def test_equal_sizes_say_nothing(self) -> None:
+        rec = Recorder()
+        numbers = [[f"{t}{i}{j}" for t in "AB" for j in range(2)] for i in range(3)]
+        for shipment in numbers:
+            rec.receive([kit(n) for n in shipment], kind="resupply")
+        types = {n: n[0] for shipment in numbers for n in shipment}
+        assert leaks.shipment_size_auc(rec.obs, truth(types)) == (0.5, 18)
+
+
+def test_observations_serialise_to_json() -> None:
+    rec = Recorder()
+    rec.receive([kit("A1")])
+    rec.dispense("X", [kit("A1")])
+    rec.refuse("Y")
+    data = rec.obs.to_json()
+    assert [len(data[k]) for k in ("shipments", "dispensations", "refusals")] == [1, 1, 1]
+    assert data["dispensations"][0]["kits"] == [["A1", "L0001", "2028-01-31"]]
