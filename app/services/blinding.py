@@ -10,6 +10,10 @@ them holding the arm: the arm goes to the caller only. Every refused attempt is 
 too (`unblinding.refused`, with the refusal code), in a unit of work of its own that is
 committed although the refused one rolls back.
 
+Secrets sealed before envelopes were padded (IWRS1, whose length is the value's) are sealed
+again, padded (IWRS2), by `reseal_legacy`: in one transaction, one audit event per study
+holding only counts.
+
 The lock is irreversible: once a statistician locks a study, nobody registers, randomizes or
 dispenses in it, and each investigator may read the arms of its own sites' subjects.
 """
@@ -27,7 +31,7 @@ from app.domain.randomization import stratum_key
 from app.domain.roles import Role
 from app.domain.study import Study
 from app.domain.subjects import NoActiveList, Subject, SubjectNotFound, SubjectNotRandomized
-from app.services.ports import RewrappedKey, UnitOfWork
+from app.services.ports import ResealedStudy, RewrappedKey, UnitOfWork
 
 MAX_REASON = 2000
 
@@ -502,3 +506,23 @@ def rotate_kek(uow: UnitOfWork, new_kek_id: str) -> list[RewrappedKey]:
         )
         uow.commit()
     return rewrapped
+
+
+def reseal_legacy(uow: UnitOfWork) -> list[ResealedStudy]:
+    """Seal again, padded to their kind's size, every legacy (unpadded) envelope of every
+    study, in one transaction, with one audit event per study that had any (the counts by
+    column, never a value). Idempotent: a second run finds nothing and records nothing."""
+    with uow:
+        resealed = uow.blinding.reseal_legacy()
+        for done in resealed:
+            uow.record(
+                AuditEvent(
+                    action="sealed.padded",
+                    entity_type="study",
+                    entity_id=done.study,
+                    study=done.study,
+                    after={"resealed": dict(done.counts)},
+                )
+            )
+        uow.commit()
+    return resealed

@@ -411,6 +411,14 @@ class RewrappedKey:
     old_kek_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class ResealedStudy:
+    """How many legacy (unpadded) envelopes of one study were sealed again, by column."""
+
+    study: str
+    counts: Mapping[str, int]  # "table.column" -> envelopes re-sealed
+
+
 class BlindingRepository(Protocol):
     """Unblindings, notifications, the study lock and key re-wrapping
     (app.services.blinding). Nothing here stores an arm."""
@@ -435,6 +443,10 @@ class BlindingRepository(Protocol):
     def reseal_user_secrets(self, new_kek_id: str) -> int:
         """Seal again under the KEK `new_kek_id` every secret sealed under a KEK itself (the
         web users' second factors); returns how many."""
+
+    def reseal_legacy(self) -> list[ResealedStudy]:
+        """Seal again, padded, every legacy envelope of every study (in this transaction);
+        the studies that had any, with their counts."""
 
 
 class Clock(Protocol):

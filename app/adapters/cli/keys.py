@@ -4,6 +4,10 @@
 transaction, then names it in `kek.active` and renames each KEK no study uses any more to
 `kek-<kid>.key.retired` (see keys/README.md). The data keys do not change, so every sealed
 record opens as before.
+
+`reseal` seals again, padded to its kind's fixed size (envelope IWRS2), every secret still
+in a legacy envelope (IWRS1, as long as its value): one transaction, one audit event per
+study with the counts. Run it once after upgrading; a second run finds nothing.
 """
 
 from __future__ import annotations
@@ -127,6 +131,30 @@ def rotate() -> None:
     for kid in done.kept:
         err.print(f"[yellow]warning:[/] {kid} still wraps a study key; not retired; rerun")
     out.print("restart the service; back up the keys directory now")
+
+
+@app.command("reseal")
+def reseal() -> None:
+    """Seal again, padded to a fixed size, every secret still in a legacy (unpadded)
+    envelope, whose length could tell an arm or a kit type: one audited transaction."""
+    from app.adapters.crypto.envelope import CannotOpen, TooLongToSeal
+    from app.adapters.crypto.keyring import KeyUnavailable
+    from app.services.blinding import reseal_legacy
+
+    settings = load_settings()
+    with container(settings) as c:
+        try:
+            done = reseal_legacy(c.uow(operator()))
+        except (CannotOpen, KeyUnavailable, TooLongToSeal) as exc:
+            fail(f"nothing was re-sealed: {exc}")
+    if not done:
+        out.print("nothing to re-seal: every sealed value is already padded")
+        return
+    for study in done:
+        counts = ", ".join(f"{n} {column}" for column, n in study.counts.items() if n)
+        out.print(f"{study.study}: re-sealed {counts}", highlight=False)
+    total = sum(sum(s.counts.values()) for s in done)
+    out.print(f"re-sealed {total} envelopes of {len(done)} studies in one transaction, audited")
 
 
 @dataclass(frozen=True)

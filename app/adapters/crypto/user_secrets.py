@@ -4,6 +4,10 @@ Users belong to no single study, so their secrets are sealed under the KEK itsel
 study's data key), with associated data naming the user and the KEK id: a ciphertext copied
 onto another user's row does not open. The KEK id is stored beside the ciphertext; a secret
 sealed under a KEK that is no longer the active one is sealed again at its next use.
+
+Not padded like a study's envelopes (app.adapters.crypto.envelope), on purpose: every secret
+is 32 base32 characters (`Totp.new_secret`), so every ciphertext has the same 60 bytes, and
+a second factor holds nothing about an arm or a kit type whatever its length.
 """
 
 from __future__ import annotations

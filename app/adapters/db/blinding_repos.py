@@ -1,5 +1,5 @@
-"""Unblindings, the notification outbox, study lock and key rotation (see
-app.services.blinding). No row written here holds an arm."""
+"""Unblindings, the notification outbox, study lock, key rotation and the re-sealing of
+legacy envelopes (see app.services.blinding). No row written here holds an arm."""
 
 from __future__ import annotations
 
@@ -7,17 +7,35 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, bindparam, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from app.adapters.crypto.envelope import unwrap_dek, wrap_dek
+from app.adapters.crypto.envelope import StudyCipher, stratum_size, unwrap_dek, wrap_dek
 from app.adapters.crypto.user_secrets import open_user_secret, seal_user_secret
 from app.adapters.db import memo
 from app.adapters.db.keystore import KeyService
-from app.adapters.db.models import OutboxRow, StudyKeyRow, StudyRow, UnblindingRow
+from app.adapters.db.models import (
+    AllocationRow,
+    KitRow,
+    OutboxRow,
+    RandomizationListRow,
+    StratumRow,
+    StudyKeyRow,
+    StudyRow,
+    SubjectRow,
+    UnblindingRow,
+)
 from app.adapters.db.models_web import WebUserRow
+from app.adapters.db.repositories import DEFINITION_KIND, SqlStudyRepository
+from app.adapters.db.supply_repos import KIT_TYPE_KIND
+from app.domain.sealed import LEGACY_ENVELOPE_TAG, Sealed
 from app.domain.subjects import Subject
-from app.services.ports import RewrappedKey
+from app.services.ports import ResealedStudy, RewrappedKey
+
+
+def _legacy(column: InstrumentedAttribute[Any]) -> ColumnElement[bool]:
+    """The envelope in `column` is a legacy one (IWRS1, unpadded)."""
+    return func.substr(column, 1, len(LEGACY_ENVELOPE_TAG)) == LEGACY_ENVELOPE_TAG
 
 
 class SqlBlindingRepository:
@@ -125,4 +143,124 @@ class SqlBlindingRepository:
             row.totp_secret_sealed = seal_user_secret(new_kek, new_kek_id, row.user_id, secret)
             row.totp_kek_id = new_kek_id
         self._session.flush()
+        return len(rows)
+
+    def reseal_legacy(self) -> list[ResealedStudy]:
+        """Every legacy envelope of every study opened and sealed again, padded (each under
+        the study's active data key, which a KEK rotation leaves unchanged)."""
+        done: list[ResealedStudy] = []
+        studies = self._session.scalars(
+            select(StudyRow).order_by(StudyRow.slug).with_for_update()
+        ).all()
+        for study in studies:
+            cipher = self._keys.cipher(self._session, study.id, study.slug)
+            counts = {
+                "study.definition_sealed": self._reseal_definition(study, cipher),
+                "randomization_list.seed_sealed": self._reseal_seeds(study.id, cipher),
+                "stratum.slots_sealed": self._reseal_strata(study, cipher),
+                **self._reseal_allocations(study.id, cipher),
+                "kit.kit_type_sealed": self._reseal_kit_types(study.id, cipher),
+            }
+            if any(counts.values()):
+                done.append(ResealedStudy(study.slug, counts))
+        self._session.flush()
+        return done
+
+    def _reseal_definition(self, study: StudyRow, cipher: StudyCipher) -> int:
+        sealed = Sealed(study.definition_sealed)
+        if not sealed.legacy:
+            return 0
+        raw = cipher.open(DEFINITION_KIND, study.slug, sealed)
+        study.definition_sealed = cipher.seal(DEFINITION_KIND, study.slug, raw).envelope
+        self._session.flush()
+        return 1
+
+    def _reseal_seeds(self, study_id: int, cipher: StudyCipher) -> int:
+        rows = self._session.scalars(
+            select(RandomizationListRow)
+            .where(
+                RandomizationListRow.study_id == study_id,
+                _legacy(RandomizationListRow.seed_sealed),
+            )
+            .order_by(RandomizationListRow.id)
+            .with_for_update()
+        ).all()
+        for row in rows:
+            assert row.seed_sealed is not None
+            record = f"{row.mode}:v{row.version}"
+            seed = cipher.open("seed", record, Sealed(row.seed_sealed))
+            row.seed_sealed = cipher.seal("seed", record, seed).envelope
+        return len(rows)
+
+    def _reseal_strata(self, study: StudyRow, cipher: StudyCipher) -> int:
+        rows = self._session.scalars(
+            select(StratumRow)
+            .join(RandomizationListRow, RandomizationListRow.id == StratumRow.list_id)
+            .where(RandomizationListRow.study_id == study.id, _legacy(StratumRow.slots_sealed))
+            .order_by(StratumRow.id)
+            .with_for_update(of=StratumRow)
+        ).all()
+        if not rows:
+            return 0
+        stored = SqlStudyRepository(self._session, self._keys).get(study.slug)
+        assert stored is not None
+        longest_arm = max(len(code.encode()) for code in stored.study.arm_codes())
+        for row in rows:
+            record = f"{row.list_id}:{row.key}"
+            slots = cipher.open("stratum", record, Sealed(row.slots_sealed))
+            row.slots_sealed = cipher.seal(
+                "stratum", record, slots, size=stratum_size(row.length, longest_arm)
+            ).envelope
+        return len(rows)
+
+    def _reseal_allocations(self, study_id: int, cipher: StudyCipher) -> dict[str, int]:
+        counts = {"allocation.arm_sealed": 0, "allocation.trace_sealed": 0}
+        rows = self._session.execute(
+            select(AllocationRow, SubjectRow.subject_code)
+            .join(SubjectRow, SubjectRow.id == AllocationRow.subject_pk)
+            .where(
+                SubjectRow.study_id == study_id,
+                _legacy(AllocationRow.arm_sealed) | _legacy(AllocationRow.trace_sealed),
+            )
+            .order_by(AllocationRow.id)
+            .with_for_update(of=AllocationRow)
+        ).all()
+        for row, code in rows:
+            if Sealed(row.arm_sealed).legacy:
+                arm = cipher.open("allocation", code, Sealed(row.arm_sealed))
+                row.arm_sealed = cipher.seal("allocation", code, arm).envelope
+                counts["allocation.arm_sealed"] += 1
+            if row.trace_sealed is not None and Sealed(row.trace_sealed).legacy:
+                trace = cipher.open("trace", code, Sealed(row.trace_sealed))
+                row.trace_sealed = cipher.seal("trace", code, trace).envelope
+                counts["allocation.trace_sealed"] += 1
+        return counts
+
+    def _reseal_kit_types(self, study_id: int, cipher: StudyCipher) -> int:
+        # A kit list is about 100,000 rows: read and written as plain rows, not objects.
+        rows = self._session.execute(
+            select(KitRow.id, KitRow.kit_number, KitRow.kit_type_sealed)
+            .where(KitRow.study_id == study_id, _legacy(KitRow.kit_type_sealed))
+            .order_by(KitRow.id)
+            .with_for_update()
+        ).all()
+        if not rows:
+            return 0
+        values = [
+            {
+                "kit_id": kit_id,
+                "sealed": cipher.seal(
+                    KIT_TYPE_KIND,
+                    number,
+                    cipher.open(KIT_TYPE_KIND, number, Sealed(sealed)),
+                ).envelope,
+            }
+            for kit_id, number, sealed in rows
+        ]
+        self._session.connection().execute(
+            update(KitRow.__table__)  # type: ignore[arg-type]
+            .where(KitRow.__table__.c.id == bindparam("kit_id"))
+            .values(kit_type_sealed=bindparam("sealed")),
+            values,
+        )
         return len(rows)
