@@ -1,10 +1,26 @@
 """Dispensing: which kits a subject gets at a visit, and whether the visit may happen now.
 
-Kit choice (`choose_kits`): among the site's kits of the required type, only those whose
-expiry date is strictly after on_date + do_not_dispense_days are eligible (a kit that expires
-within the window is never handed out). Eligible kits are taken first-expiry-first-out; among
-kits of equal expiry the choice is random: the group is sorted by kit id, then shuffled with
-Fisher-Yates driven by the injected `RandomSource`, and the first ones needed are taken.
+Eligible kits: only kits whose expiry date is strictly after on_date + do_not_dispense_days
+(a kit that expires within the window is never handed out).
+
+Kit choice (`choose_kits`), so that nothing a site sees of a kit (number, lot, expiry, the
+shipment it came in, its place on the shelf) tells its type: kits are taken one at a time;
+for each, a reference kit is drawn uniformly at random among ALL the site's eligible kits,
+of every type, not yet taken; the kit handed out is drawn uniformly at random among the
+eligible kits of the required type that share the reference kit's lot, or, when the type
+has none of that lot, among all eligible kits of the required type. So the lot of a kit
+handed out follows the lot mix of the whole shelf, the same for every type, whenever every
+type holds kits of the shelf's lots (which whole-set shipments keep true); it never follows
+an order (first-expiry-first-out would hand out a later lot of one type while earlier lots
+of the other stay on the shelf, telling the pharmacist their type). Every draw is
+Fisher-Yates style, driven by the injected `RandomSource`, over candidates sorted by kit id.
+
+Shipments (`SetPool`): a depot ships whole sets, a set being one kit of every kit type of
+the study, all of one lot; sets are taken from the earliest-expiring lot that still holds
+an eligible kit of every type, the kit of each type at random within the lot. So every
+shipment carries equal counts of every type lot by lot, and a depot's types run through the
+lots in step: neither a shipment nor a lot code tells a type. A lot missing a type gives no
+set (its odd kits wait for a central recall).
 
 Visits (`visit_check`): visits are done in study order, each one only once, with no skipping:
 a visit requires every earlier visit dispensed (the first one is dispensed at randomization).
@@ -13,8 +29,10 @@ changed; that strictness is deliberate, so a subject never receives a later kit 
 sequence. A visit is open from randomized_on + day - window_before to
 randomized_on + day + window_after, both ends included.
 
-Randomization gate (`first_visit_servable`): a subject is randomized only when the site could
-serve the first visit whatever the arm, so a refusal never depends on the subject's own arm.
+Refusals (`servable_for_every_arm`): a visit, the first (the randomization gate) or any
+later one, is served only when the site could serve it to a subject of ANY arm, so whether
+a visit is refused for supply never depends on the subject's own arm (a refusal tells the
+site that some type is short, the same whoever is in front of the pharmacist).
 """
 
 from __future__ import annotations
@@ -24,10 +42,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from itertools import groupby
 
 from app.domain.errors import Conflict, DomainError
-from app.domain.kits import RandomSource, shuffled
+from app.domain.kits import RandomSource
 from app.domain.study import Dispensing, Study, Visit
 
 
@@ -90,71 +107,70 @@ def choose_kits(
     do_not_dispense_days: int,
     rng: RandomSource,
 ) -> list[int]:
-    """The ids of `quantity` kits to dispense, first-expiry-first-out, random among equals."""
+    """The ids of `quantity` kits of `kit_type` to dispense, lot-matched to the whole shelf
+    (see the module docstring). `candidates` are all the site's kits, of every type."""
     if quantity < 1:
         raise ValueError("quantity must be positive")
-    eligible = sorted(
-        (
-            c
-            for c in dispensable(candidates, on_date, do_not_dispense_days)
-            if c.kit_type == kit_type
-        ),
-        key=lambda c: (c.expiry_date, c.kit_id),
-    )
-    if len(eligible) < quantity:
+    shelf = sorted(dispensable(candidates, on_date, do_not_dispense_days), key=lambda c: c.kit_id)
+    wanted = [c for c in shelf if c.kit_type == kit_type]
+    if len(wanted) < quantity:
         raise InsufficientSupply("not enough dispensable kits at the site for this visit")
     chosen: list[int] = []
-    for _expiry, group in groupby(eligible, key=lambda c: c.expiry_date):
-        needed = quantity - len(chosen)
-        if needed == 0:
-            break
-        chosen.extend(c.kit_id for c in shuffled(list(group), rng)[:needed])
+    for _ in range(quantity):
+        reference = shelf[rng.randbelow(len(shelf))]
+        same_lot = [c for c in wanted if c.lot == reference.lot]
+        pool = same_lot or wanted
+        kit = pool[rng.randbelow(len(pool))]
+        chosen.append(kit.kit_id)
+        shelf.remove(kit)
+        wanted.remove(kit)
     return chosen
 
 
-class FefoPool:
-    """The kits of one place, drawn from many times: first-expiry-first-out, uniformly at
-    random among kits of equal expiry, as `choose_kits` draws, but each draw costs only the
-    kits it takes. For the initial shipments of a new kit list, where `choose_kits` over a
-    depot's shrinking list would sort the whole depot again for every site (200 sites of a
-    100,000-kit list: 12 s)."""
+class SetPool:
+    """The eligible kits of one depot, shipped as whole sets (see the module docstring):
+    `take(sets)` draws each set from the earliest-expiring lot holding every type."""
 
     def __init__(
-        self, candidates: Iterable[KitCandidate], on_date: date, do_not_dispense_days: int
+        self,
+        candidates: Iterable[KitCandidate],
+        kit_types: Collection[str],
+        on_date: date,
+        do_not_dispense_days: int,
     ) -> None:
-        eligible = sorted(
-            dispensable(candidates, on_date, do_not_dispense_days),
-            key=lambda c: (c.kit_type, c.expiry_date, c.kit_id),
-        )
-        self._groups: dict[str, deque[list[int]]] = {}
-        self._counts: dict[str, int] = {}
-        for (kit_type, _expiry), group in groupby(
-            eligible, key=lambda c: (c.kit_type, c.expiry_date)
+        self._types = sorted(kit_types)
+        by_lot: dict[tuple[date, str], dict[str, list[int]]] = {}
+        for c in sorted(
+            dispensable(candidates, on_date, do_not_dispense_days), key=lambda c: c.kit_id
         ):
-            ids = [c.kit_id for c in group]
-            self._groups.setdefault(kit_type, deque()).append(ids)
-            self._counts[kit_type] = self._counts.get(kit_type, 0) + len(ids)
+            if c.kit_type in self._types:
+                by_lot.setdefault((c.expiry_date, c.lot), {}).setdefault(c.kit_type, []).append(
+                    c.kit_id
+                )
+        self._lots: deque[dict[str, list[int]]] = deque(
+            by_lot[key] for key in sorted(by_lot) if len(by_lot[key]) == len(self._types)
+        )
 
-    def available(self, kit_type: str) -> int:
-        return self._counts.get(kit_type, 0)
+    def available(self) -> int:
+        """How many whole sets the pool can still give."""
+        return sum(min(len(ids) for ids in lot.values()) for lot in self._lots)
 
-    def take(self, kit_type: str, quantity: int, rng: RandomSource) -> list[int]:
-        """`quantity` kits of the type, gone from the pool."""
-        if quantity < 1:
-            raise ValueError("quantity must be positive")
-        if quantity > self.available(kit_type):
-            raise InsufficientSupply("not enough dispensable kits for this shipment")
-        groups = self._groups[kit_type]
+    def take(self, sets: int, rng: RandomSource) -> list[int]:
+        """Up to `sets` whole sets (fewer when the depot runs out), gone from the pool."""
+        if sets < 0:
+            raise ValueError("sets cannot be negative")
         chosen: list[int] = []
-        while len(chosen) < quantity:
-            group = groups[0]  # the earliest expiry left
-            for _ in range(min(quantity - len(chosen), len(group))):
-                j = rng.randbelow(len(group))
-                group[j], group[-1] = group[-1], group[j]
-                chosen.append(group.pop())
-            if not group:
-                groups.popleft()
-        self._counts[kit_type] -= quantity
+        for _ in range(sets):
+            while self._lots and any(not ids for ids in self._lots[0].values()):
+                self._lots.popleft()
+            if not self._lots:
+                break
+            lot = self._lots[0]
+            for kit_type in self._types:
+                ids = lot[kit_type]
+                j = rng.randbelow(len(ids))
+                ids[j], ids[-1] = ids[-1], ids[j]
+                chosen.append(ids.pop())
         return chosen
 
 
@@ -195,18 +211,22 @@ def quantity_for_weight(dispensing: Dispensing, weight_kg: Decimal) -> int:
     return quantity
 
 
-def first_visit_servable(study: Study, available_by_type: Mapping[str, int], quantity: int) -> bool:
-    """Whether the site could serve the first visit to a subject of ANY arm.
+def first_visit(study: Study) -> Visit | None:
+    """The visit dispensed at randomization (the earliest day)."""
+    return min(study.visits, key=lambda v: v.day) if study.visits else None
 
-    True only when, for every arm, the kit type of (arm, first visit) has at least `quantity`
+
+def servable_for_every_arm(
+    study: Study, visit_code: str, available_by_type: Mapping[str, int], quantity: int
+) -> bool:
+    """Whether the site could serve `visit_code` to a subject of ANY arm.
+
+    True only when, for every arm, the kit type of (arm, visit) has at least `quantity`
     dispensable kits. A missing cell of the dispensing table counts as unservable.
     """
-    if not study.visits:
-        return False
-    first = min(study.visits, key=lambda v: v.day)
     table = study.dispensing.kit_type_by_arm_visit
     for arm in study.arm_codes():
-        kit_type = table.get((arm, first.code))
+        kit_type = table.get((arm, visit_code))
         if kit_type is None or available_by_type.get(kit_type, 0) < quantity:
             return False
     return True

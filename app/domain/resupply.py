@@ -1,59 +1,102 @@
-"""Site resupply: the initial shipment and the blind-safe trigger/resupply rule.
+"""Site resupply, decided so that no shipment tells a kit type.
 
-Stock of a kit type at a site = its dispensable kits there + its kits in transit to it.
+Every shipment carries whole sets: a set is one kit of every kit type of the study, all of
+one lot (`dispensing.SetPool` picks them). So a shipment's composition, lot by lot, is the
+same whichever type a site used, and a depot that cannot make one whole set ships nothing
+(the supply manager is told); a single-type shipment never leaves.
 
-Rule: when the stock of ANY kit type falls below its trigger level, the site's depot ships
-EVERY kit type of the study: max(1, resupply - stock) kits of each type. Otherwise nothing.
+Initial shipment (`initial_sets`): max over types of the type's initial level, in sets.
 
-Why every type: a shipment of only the type that ran short, right after a visit, tells the
-site which type that subject got, and since all kits of a one-type shipment share a type,
-it links every subject later dispensed from it (Yu and Coleman, 2015). Restoring every type
-at once makes a shipment look the same whichever type was consumed.
-
-Why at least one kit of each type, rather than max(0, resupply - stock): a type sitting
-exactly at its resupply level would otherwise be left out, and whether it is left out depends
-on which type the last subject consumed (two sites that differ only by one kit of X taken
-instead of one of Y would get shipments with different sets of types). With the floor, every
-triggered shipment carries every type, at the price of at most one kit above the resupply
-level for a type that was already there.
-
-Tested property: whenever a shipment is triggered, the set of types it carries is all the
-types of `levels`; hence two sites whose stocks differ only by one kit of X versus one kit of
-Y get the same set of types whenever both trigger. Whether a site triggers at all can still
-differ (one type crosses its trigger and the other does not): that is inherent to per-type
-trigger levels, and the shipment it produces does not say which type crossed.
+Daily review (`resupply_sets`), once a day per site at the study's review, never inside a
+dispensation, so a shipment's time says nothing of which visit took which type:
+- stock(t) = the site's dispensable kits of type t + its kits of type t in transit;
+- forecast(t) = the kits of type t that the site's subjects on treatment need at their
+  visits not yet dispensed whose windows open within HORIZON_DAYS of the review (the
+  service knows each subject's arm; each subject's quantity is that of their last weight
+  band), see `forecast`;
+- ship when some type t has stock(t) - forecast(t) < trigger(t): the trigger level is the
+  safety stock kept beyond the forecast demand, and it covers the first visit of the next
+  subject whatever the arm;
+- ship max(base, blind) whole sets, where base = max over types of (resupply - trigger) and
+  blind = the kits those coming visits need whatever the arms (the sum of their quantities:
+  a figure the site could compute itself from its subjects' schedule and weights). So the
+  size of a shipment says nothing about which type ran low, nor how unevenly the types were
+  used; only whether a shipment is sent at the daily review depends on the types' stock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
-from app.domain.study import SupplyLevels
+from app.domain.study import Study, SupplyLevels
 
-
-def initial_shipment(levels: Mapping[str, SupplyLevels]) -> dict[str, int]:
-    """What a site receives on activation: the initial quantity of every kit type."""
-    return {
-        kit_type: levels[kit_type].initial
-        for kit_type in sorted(levels)
-        if levels[kit_type].initial > 0
-    }
+HORIZON_DAYS = 7  # shipping lead time, the day until the next review, and a margin
 
 
-def resupply_needs(
+def initial_sets(levels: Mapping[str, SupplyLevels]) -> int:
+    """The whole sets a site receives on activation."""
+    return max((level.initial for level in levels.values()), default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class OnTreatment:
+    """A subject still being dosed at a site, as the review sees them."""
+
+    arm: str
+    randomized_on: date
+    dispensed: frozenset[str]
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    by_type: dict[str, int] = field(default_factory=dict)
+    blind: int = 0  # the same visits' kits counted whatever the arms
+
+
+def forecast(
+    study: Study,
+    subjects: Iterable[OnTreatment],
+    today: date,
+    horizon_days: int = HORIZON_DAYS,
+) -> Forecast:
+    """The kits the subjects' coming visits need (see the module docstring). A visit whose
+    window has closed undispensed is missed and not counted."""
+    last = today + timedelta(days=horizon_days)
+    table = study.dispensing.kit_type_by_arm_visit
+    visits = sorted(study.visits, key=lambda v: v.day)
+    by_type: dict[str, int] = {}
+    blind = 0
+    for subject in subjects:
+        for visit in visits:
+            if visit.code in subject.dispensed:
+                continue
+            if subject.randomized_on + timedelta(days=visit.day + visit.window_after) < today:
+                continue
+            if subject.randomized_on + timedelta(days=visit.day - visit.window_before) > last:
+                break
+            kit_type = table.get((subject.arm, visit.code))
+            if kit_type is not None:
+                by_type[kit_type] = by_type.get(kit_type, 0) + subject.quantity
+                blind += subject.quantity
+    return Forecast(by_type, blind)
+
+
+def resupply_sets(
     levels: Mapping[str, SupplyLevels],
-    available_by_type: Mapping[str, int],
-    in_transit_by_type: Mapping[str, int],
-) -> dict[str, int]:
-    """The kits to ship by type (empty when no type is below its trigger level)."""
-    if any(n < 0 for n in (*available_by_type.values(), *in_transit_by_type.values())):
+    stock_by_type: Mapping[str, int],
+    demand: Forecast,
+) -> int:
+    """The whole sets to ship at the review (0: none)."""
+    if any(n < 0 for n in (*stock_by_type.values(), *demand.by_type.values(), demand.blind)):
         raise ValueError("kit counts cannot be negative")
-    stock = {
-        kit_type: available_by_type.get(kit_type, 0) + in_transit_by_type.get(kit_type, 0)
-        for kit_type in levels
-    }
-    if not any(stock[kit_type] < level.trigger for kit_type, level in levels.items()):
-        return {}
-    return {
-        kit_type: max(1, levels[kit_type].resupply - stock[kit_type]) for kit_type in sorted(levels)
-    }
+    short = any(
+        stock_by_type.get(kit_type, 0) - demand.by_type.get(kit_type, 0) < level.trigger
+        for kit_type, level in levels.items()
+    )
+    if not short:
+        return 0
+    base = max((level.resupply - level.trigger for level in levels.values()), default=1)
+    return max(1, base, demand.blind)

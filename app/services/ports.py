@@ -281,6 +281,23 @@ class DispensationRecord:
     kits: tuple[KitRecord, ...]  # every kit handed out at the visit, replacements included
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectOnTreatment:
+    subject: Subject
+    dispensed: frozenset[str]  # visit codes
+    last_quantity: int  # kits at the last dispensation (0: none yet)
+
+
+class ResupplyRepository(Protocol):
+    """The daily resupply review: its once-a-day claim and what it reads of the subjects."""
+
+    def claim_review(self, study: str, on: date, at: datetime) -> bool:
+        """True for the first caller of the day (kept with the caller's transaction)."""
+        ...
+
+    def on_treatment(self, study: str, site: str) -> list[SubjectOnTreatment]: ...
+
+
 class SupplyRepository(Protocol):
     """Kits, lots, shipments, dispensations and excursions of a study (by slug).
 
@@ -481,6 +498,9 @@ class UnitOfWork(Protocol):
 
     @property
     def supply(self) -> SupplyRepository: ...
+
+    @property
+    def resupply(self) -> ResupplyRepository: ...
 
     @property
     def blinding(self) -> BlindingRepository: ...

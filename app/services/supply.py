@@ -1,10 +1,12 @@
-"""Drug supply use cases: kit lists, shipments, receipt, dispensing, resupply, excursions.
+"""Drug supply use cases: kit lists, receipt, dispensing, excursions (shipping and resupply:
+app.services.resupply).
 
-Kit list size (`kit_plan`): for each depot and kit type, the sum over the depot's sites
-(active or not: an inactive site may be activated later) of the type's initial quantity plus
-RESUPPLY_ROUNDS times its resupply level; each type's study-wide total is then rounded up to
-whole lots of `supply.kits_per_lot` (the kits of one type in one lot), the extra kits going
-to the depots in turn. Lots come from `plan_lots` (each holds kits of every type; first
+Kit list size (`kit_plan`): for each depot, as many kits of every type (shipments are whole
+sets, app.services.resupply): the sum over the depot's sites (active or not: an inactive site
+may be activated later) of the initial sets plus RESUPPLY_ROUNDS times the largest resupply
+level; each type's study-wide total is then rounded up to whole lots of
+`supply.kits_per_lot` (the kits of one type in one lot), the extra kits going to the depots
+in turn. Lots come from `plan_lots` (each holds kits of every type; first
 expiry one shelf life after the day of generation) and each type's kits are dealt to its
 depots in expiry order, so every depot holds kits of every lot.
 
@@ -25,22 +27,22 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from app.domain.access import Principal
 from app.domain.audit import AuditEvent
 from app.domain.dispensing import (
-    FefoPool,
-    KitCandidate,
+    InsufficientSupply,
     VisitNotAllowed,
     choose_kits,
     dispensable_counts,
+    first_visit,
     quantity_for_weight,
+    servable_for_every_arm,
     visit_check,
 )
-from app.domain.dispensing import first_visit_servable as servable_for_every_arm
 from app.domain.errors import Conflict, DomainError, NotFound, SiteNotFound, StudyNotFound
 from app.domain.kits import (
     KitNumber,
@@ -53,7 +55,7 @@ from app.domain.kits import (
     plan_lots,
     release_status,
 )
-from app.domain.resupply import initial_shipment, resupply_needs
+from app.domain.resupply import initial_sets
 from app.domain.study import Site, Study
 from app.domain.subjects import Subject, SubjectNotFound, SubjectNotRandomized, SubjectStatus
 from app.services.blinding import ensure_not_locked
@@ -64,11 +66,17 @@ from app.services.ports import (
     ShipmentRecord,
     UnitOfWork,
 )
+from app.services.resupply import (
+    MAX_ATTEMPTS,
+    SupplyBusy,
+    plan_initial_shipments,
+    record_initial_shipments,
+    ship_initial,
+)
 
 log = logging.getLogger("iwrs.supply")
 
 RESUPPLY_ROUNDS = 3
-MAX_ATTEMPTS = 20  # choices made again when another transaction took a chosen kit
 REPLACEMENT_REASONS = ("damaged", "lost")
 EXCURSION_DECISIONS = {"release": "released", "reject": "rejected"}
 
@@ -137,12 +145,6 @@ class InvalidSupplyRequest(DomainError):
     """The request names a decision or reason the service does not know."""
 
     code = "invalid_supply_request"
-
-
-class SupplyBusy(Conflict):
-    """Kits kept being taken by concurrent requests; retry."""
-
-    code = "supply_busy"
 
 
 # --- results -------------------------------------------------------------------------------
@@ -225,13 +227,14 @@ def _kit_numbers(texts: Sequence[str]) -> list[str]:
 def kit_plan(study: Study) -> dict[str, dict[str, int]]:
     """How many kits of each type to make for each depot (see the module docstring)."""
     levels = study.supply.levels
+    per_site = initial_sets(levels) + RESUPPLY_ROUNDS * max(
+        (level.resupply for level in levels.values()), default=0
+    )
     need: dict[str, dict[str, int]] = {}
     for site in study.sites:
         depot = need.setdefault(site.depot, {})
-        for kit_type, level in levels.items():
-            depot[kit_type] = (
-                depot.get(kit_type, 0) + level.initial + RESUPPLY_ROUNDS * level.resupply
-            )
+        for kit_type in levels:
+            depot[kit_type] = depot.get(kit_type, 0) + per_site
     per_lot = study.supply.kits_per_lot
     depots = sorted(need)
     for kit_type in sorted(levels):
@@ -243,188 +246,11 @@ def kit_plan(study: Study) -> dict[str, dict[str, int]]:
     return need
 
 
-def _choose_shipment(
-    candidates: Sequence[KitCandidate],
-    needs: Mapping[str, int],
-    on_date: date,
-    do_not_dispense_days: int,
-    rng: RandomSource,
-) -> tuple[list[int], int]:
-    """The kits to send for `needs`, first-expiry-first-out, and how many are short."""
-    available = dispensable_counts(candidates, on_date, do_not_dispense_days)
-    chosen: list[int] = []
-    short = 0
-    for kit_type, wanted in sorted(needs.items()):
-        count = min(wanted, available.get(kit_type, 0))
-        short += wanted - count
-        if count:
-            chosen += choose_kits(candidates, kit_type, count, on_date, do_not_dispense_days, rng)
-    return chosen, short
-
-
-def _log_short(slug: str, site: Site, short: int) -> None:
-    if short:
-        log.warning(
-            "depot short for a shipment",
-            extra={"study": slug, "depot": site.depot, "site": site.code, "short": short},
-        )
-
-
-def _shipment_not_sent(uow: UnitOfWork, slug: str, site: Site, kind: str, short: int) -> None:
-    _log_short(slug, site, short)
-    uow.record(
-        AuditEvent(
-            action="shipment.not_sent",
-            entity_type="site",
-            entity_id=site.code,
-            study=slug,
-            after={"kind": kind, "depot": site.depot, "kits_short": short},
-            reason="the depot has no dispensable kit to send",
-        )
-    )
-
-
-def _shipment_sent(
-    uow: UnitOfWork,
-    slug: str,
-    site: Site,
-    kind: str,
-    kit_ids: Sequence[int],
-    short: int,
-    now: datetime,
-) -> ShipmentRecord:
-    """Record the shipment of kits already in transit to the site (audited)."""
-    _log_short(slug, site, short)
-    code = f"SH-{site.code}-{uow.supply.shipment_count(slug, site.code) + 1:03d}"
-    shipment = uow.supply.add_shipment(slug, code, kind, site.depot, site.code, kit_ids, now)
-    after: dict[str, object] = {
-        "kind": kind,
-        "depot": site.depot,
-        "site": site.code,
-        "kit_count": len(shipment.kit_numbers),
-        "kit_numbers": list(shipment.kit_numbers),
-        "kit_status": KitStatus.IN_TRANSIT.value,
-    }
-    if short:
-        after["kits_short"] = short
-    uow.record(
-        AuditEvent(
-            action="shipment.created",
-            entity_type="shipment",
-            entity_id=code,
-            study=slug,
-            before={"kit_status": KitStatus.AT_DEPOT.value},
-            after=after,
-        )
-    )
-    return shipment
-
-
-def _ship(
-    uow: UnitOfWork,
-    study: Study,
-    site: Site,
-    needs: Mapping[str, int],
-    kind: str,
-    now: datetime,
-    rng: RandomSource,
-) -> ShipmentRecord | None:
-    """Send `needs` from the site's depot, first-expiry-first-out (the site is locked)."""
-    slug, dnd, on_date = study.slug, study.supply.do_not_dispense_days, now.date()
-    for _attempt in range(MAX_ATTEMPTS):
-        candidates = uow.supply.stock(slug, KitStatus.AT_DEPOT, depot=site.depot)
-        chosen, short = _choose_shipment(candidates, needs, on_date, dnd, rng)
-        if not chosen:
-            _shipment_not_sent(uow, slug, site, kind, short)
-            return None
-        if not uow.supply.move_kits(
-            slug, chosen, KitStatus.AT_DEPOT, KitStatus.IN_TRANSIT, site=site.code
-        ):
-            continue
-        return _shipment_sent(uow, slug, site, kind, chosen, short, now)
-    raise SupplyBusy(f"the depot's kits for site {site.code!r} kept changing; retry")
-
-
-def _plan_initial_shipments(
-    study: Study, kits: Sequence[NewKit], now: datetime, rng: RandomSource
-) -> tuple[list[NewKit], dict[str, int]]:
-    """Each active site's initial kits, chosen from a new kit list before it is stored (the
-    study is locked, nothing else can take them): the kits with their destination, and by
-    site how many kits were short (sites absent got nothing)."""
-    by_depot: dict[str, list[KitCandidate]] = {}
-    for index, kit in enumerate(kits):
-        by_depot.setdefault(kit.depot, []).append(
-            KitCandidate(index, kit.kit_type, kit.lot.expiry_date)
-        )
-    on_date, dnd = now.date(), study.supply.do_not_dispense_days
-    pools = {depot: FefoPool(found, on_date, dnd) for depot, found in by_depot.items()}
-    needs = initial_shipment(study.supply.levels)
-    destination: dict[int, str] = {}
-    shorts: dict[str, int] = {}
-    for site in sorted(study.sites, key=lambda s: s.code):
-        if not site.active:
-            continue
-        pool = pools.get(site.depot)
-        short = 0
-        for kit_type, wanted in sorted(needs.items()):
-            count = min(wanted, pool.available(kit_type)) if pool is not None else 0
-            short += wanted - count
-            if pool is not None and count:
-                destination.update(dict.fromkeys(pool.take(kit_type, count, rng), site.code))
-        shorts[site.code] = short
-    planned = [
-        replace(kit, site=destination[index]) if index in destination else kit
-        for index, kit in enumerate(kits)
-    ]
-    return planned, shorts
-
-
-def _record_initial_shipments(
-    uow: UnitOfWork, study: Study, shorts: Mapping[str, int], now: datetime
-) -> list[ShipmentRecord]:
-    sent = []
-    for code, short in sorted(shorts.items()):
-        site = study.site(code)
-        assert site is not None
-        in_transit = uow.supply.stock(study.slug, KitStatus.IN_TRANSIT, site=code)
-        if not in_transit:
-            _shipment_not_sent(uow, study.slug, site, "initial", short)
-            continue
-        ids = [c.kit_id for c in in_transit]
-        sent.append(_shipment_sent(uow, study.slug, site, "initial", ids, short, now))
-    return sent
-
-
-def check_resupply(
-    uow: UnitOfWork, study: Study, site_code: str, now: datetime, rng: RandomSource
-) -> ShipmentRecord | None:
-    """Ship to the site when its stock of any type is below its trigger (the site is locked).
-
-    Stock is the site's dispensable kits plus its kits in transit (app.domain.resupply);
-    an inactive site is not resupplied.
-    """
-    site = study.site(site_code)
-    if site is None or not site.active:
-        return None
-    slug = study.slug
-    available = dispensable_counts(
-        uow.supply.stock(slug, KitStatus.AT_SITE, site=site_code),
-        now.date(),
-        study.supply.do_not_dispense_days,
-    )
-    in_transit = Counter(
-        c.kit_type for c in uow.supply.stock(slug, KitStatus.IN_TRANSIT, site=site_code)
-    )
-    needs = resupply_needs(study.supply.levels, available, in_transit)
-    if not needs:
-        return None
-    return _ship(uow, study, site, needs, "resupply", now, rng)
-
-
 def _take_site_kits(
     uow: UnitOfWork,
     study: Study,
     subject: Subject,
+    visit: str,
     kit_type: str,
     quantity: int,
     on_date: date,
@@ -432,13 +258,18 @@ def _take_site_kits(
     rng: RandomSource,
 ) -> tuple[DispensedKit, ...]:
     """Choose and move the kits; the kits as the pharmacist is told them, by kit number
-    (from the shelf as read: number, lot and expiry never change)."""
-    slug = study.slug
+    (from the shelf as read: number, lot and expiry never change). Refused unless the site
+    could serve the visit to a subject of any arm (app.domain.dispensing)."""
+    slug, dnd = study.slug, study.supply.do_not_dispense_days
     for _attempt in range(MAX_ATTEMPTS):
         candidates = uow.supply.stock(slug, KitStatus.AT_SITE, site=subject.site)
-        chosen = choose_kits(
-            candidates, kit_type, quantity, on_date, study.supply.do_not_dispense_days, rng
-        )
+        counts = dispensable_counts(candidates, on_date, dnd)
+        if not servable_for_every_arm(study, visit, counts, quantity):
+            raise InsufficientSupply(
+                f"site {subject.site!r} cannot serve visit {visit!r} to a subject of every "
+                "arm; the supply manager is told and the next resupply review ships"
+            )
+        chosen = choose_kits(candidates, kit_type, quantity, on_date, dnd, rng)
         if uow.supply.move_kits(
             slug,
             chosen,
@@ -461,26 +292,6 @@ def _take_site_kits(
 
 
 # --- kit list ------------------------------------------------------------------------------
-
-
-def ship_initial(
-    uow: UnitOfWork, study: Study, now: datetime, rng: RandomSource | None = None
-) -> list[ShipmentRecord]:
-    """The initial shipment to every active site that has had none (inside an open uow)."""
-    rng = rng or SecretsRandom()
-    sent = []
-    for site in sorted(study.sites, key=lambda s: s.code):
-        if not site.active:
-            continue
-        uow.supply.lock_site(study.slug, site.code)
-        if uow.supply.shipment_count(study.slug, site.code):
-            continue
-        shipment = _ship(
-            uow, study, site, initial_shipment(study.supply.levels), "initial", now, rng
-        )
-        if shipment is not None:
-            sent.append(shipment)
-    return sent
 
 
 def generate_kits(
@@ -519,7 +330,7 @@ def generate_kits(
             numbers_of_lot = by_type[planned.kit_type][start : start + planned.kit_count]
             taken[planned.kit_type] += planned.kit_count
             kits += [NewKit(n, planned.kit_type, planned.lot, "") for n in numbers_of_lot]
-        kits, shorts = _plan_initial_shipments(study, deal_to_depots(kits, plan), now, rng)
+        kits, shorts = plan_initial_shipments(study, deal_to_depots(kits, plan), now, rng)
         uow.supply.add_kits(slug, kits, now)
         by_depot = dict(sorted(Counter(k.depot for k in kits).items()))
         uow.record(
@@ -536,7 +347,7 @@ def generate_kits(
                 },
             )
         )
-        shipments = _record_initial_shipments(uow, study, shorts, now)
+        shipments = record_initial_shipments(uow, study, shorts, now)
         result = KitGeneration(slug, len(kits), len(lots), by_depot, tuple(shipments))
         uow.commit(result)
     return result
@@ -606,8 +417,6 @@ def expire_kits(uow: UnitOfWork, slug: str, now: datetime | None = None) -> dict
                     after={"kit_numbers": numbers, "kit_status": KitStatus.EXPIRED.value},
                 )
             )
-            if site is not None:
-                check_resupply(uow, study, site, now, SecretsRandom())
         uow.commit(expired)
     return expired
 
@@ -653,7 +462,8 @@ def first_visit_servable(
         uow.clock.now().date(),
         study.supply.do_not_dispense_days,
     )
-    return servable_for_every_arm(study, counts, quantity)
+    visit = first_visit(study)
+    return visit is not None and servable_for_every_arm(study, visit.code, counts, quantity)
 
 
 def dispense(
@@ -691,7 +501,9 @@ def dispense(
     dispensation_id = uow.supply.add_dispensation(
         subject, visit, weight_kg, quantity, now, uow.actor.actor_id
     )
-    kits = _take_site_kits(uow, study, subject, kit_type, quantity, on_date, dispensation_id, rng)
+    kits = _take_site_kits(
+        uow, study, subject, visit, kit_type, quantity, on_date, dispensation_id, rng
+    )
     uow.record(
         AuditEvent(
             action="dispensation.created",
@@ -710,7 +522,6 @@ def dispense(
             },
         )
     )
-    check_resupply(uow, study, subject.site, now, rng)
     return Dispensation(subject.subject_id, visit, kits, now)
 
 
@@ -781,7 +592,9 @@ def replace_kit(
         check_transition(number, old.status, KitStatus.RETURNED)
         kit_type = uow.supply.types_of(slug, [old.id])[old.id]
         now = uow.clock.now()
-        (new,) = _take_site_kits(uow, study, subject, kit_type, 1, now.date(), dispensation.id, rng)
+        (new,) = _take_site_kits(
+            uow, study, subject, visit, kit_type, 1, now.date(), dispensation.id, rng
+        )
         if not uow.supply.move_kits(slug, [old.id], KitStatus.DISPENSED, KitStatus.RETURNED):
             raise KitNotDispensedAtVisit(f"kit {number} changed meanwhile")
         uow.record(
@@ -801,7 +614,6 @@ def replace_kit(
                 },
             )
         )
-        check_resupply(uow, study, subject.site, now, rng)
         result = Replacement(subject_id, visit, number, reason, new, now)
         uow.commit(result)
     return result
@@ -821,7 +633,7 @@ def receive_shipment(
     go to `damaged`; a kit quarantined on the way stays quarantined. Received once."""
     damaged_numbers = _kit_numbers(damaged)
     with uow:
-        study = _study(uow, principal, slug)
+        _study(uow, principal, slug)
         sites = principal.sites_in(slug)
         found = uow.supply.shipment(slug, shipment_code, sites=sites)
         if found is None:
@@ -865,7 +677,6 @@ def receive_shipment(
                 },
             )
         )
-        check_resupply(uow, study, shipment.site, now, SecretsRandom())
         result = uow.supply.shipment(slug, shipment_code)
         assert result is not None
         uow.commit(result)
@@ -999,7 +810,6 @@ def report_excursion(
                 },
             )
         )
-        check_resupply(uow, study, site, now, SecretsRandom())
         uow.commit(excursion)
     return excursion
 
@@ -1031,7 +841,7 @@ def resolve_excursion(
     if resolution is None:
         raise InvalidSupplyRequest("decision must be release or reject")
     with uow:
-        study = _study(uow, principal, slug)
+        _study(uow, principal, slug)
         found = uow.supply.excursion(slug, excursion_code)
         if found is None or found.site is None:
             raise ExcursionNotFound(f"no excursion {excursion_code!r} in study {slug!r}")
@@ -1079,8 +889,6 @@ def resolve_excursion(
                 },
             )
         )
-        if resolution == "rejected":
-            check_resupply(uow, study, excursion.site, now, SecretsRandom())
         result = uow.supply.excursion(slug, excursion_code)
         assert result is not None
         uow.commit(result)

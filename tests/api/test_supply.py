@@ -17,14 +17,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from app.adapters.db.audit import iter_chain
-from app.adapters.db.models import KitRow, SubjectRow
+from app.adapters.db.models import KitRow, OutboxRow, SubjectRow
 from app.bootstrap import Container
 from app.domain.access import Principal
 from app.domain.dispensing import WeightOutOfRange
 from app.domain.kits import KitStatus, damm_check_digit
 from app.domain.roles import Role
 from app.domain.subjects import Subject
-from app.services import supply
+from app.services import resupply, supply
 from app.services.ports import KitRecord, ShipmentRecord
 from app.services.randomization import generate_list, randomize, register_subject
 from tests.api.conftest import Login
@@ -430,13 +430,12 @@ class TestDispensing:
         for visit in ("D1", "D4", "D8"):
             assert types_of(kitted, held(kitted, "S-001", visit)) == [kit_type(kitted, arm, visit)]
 
-    def test_first_expiry_first_out(self, kitted: Container) -> None:
-        randomized(kitted, "S-001", weight="150")
-        numbers = held(kitted, "S-001")
-        with kitted.uow(TEST_ACTOR) as uow:
-            left = uow.supply.kits(STUDY, sites=frozenset({"FR01"}))
-        earliest = min(k.expiry_date for k in left if k.status is KitStatus.AT_SITE)
-        assert all(k.expiry_date <= earliest for k in kits(kitted, numbers))
+    def test_shipments_are_whole_sets_of_the_earliest_lot(self, kitted: Container) -> None:
+        shipped = shipment_to(kitted, "FR02").kit_numbers
+        found = kits(kitted, shipped)
+        types = dict(zip(shipped, types_of(kitted, shipped), strict=True))
+        by_lot = Counter((k.lot, types[k.kit_number]) for k in found)
+        assert by_lot == {("L0001", t): 16 for t in KIT_TYPES}
 
     def test_each_visit_once(self, client: TestClient, kitted: Container, login: Login) -> None:
         randomized(kitted, "S-001", days_ago=3)
@@ -490,6 +489,24 @@ class TestDispensing:
     def test_insufficient_supply(self, client: TestClient, kitted: Container, login: Login) -> None:
         _, arm = randomized(kitted, "S-001", days_ago=3)
         lose(kitted, kit_type(kitted, arm, "D4"), keep=1)
+
+        response = client.post(
+            dispense_url("S-001"), json={"visit": "D4", "weight_kg": 71.5}, headers=login("edc")
+        )
+
+        assert (response.status_code, response.json()["code"]) == (409, "insufficient_supply")
+        assert_blind(response.json())
+        assert held(kitted, "S-001", "D4") == []
+
+    def test_refused_alike_when_the_other_arms_type_is_short(
+        self, client: TestClient, kitted: Container, login: Login
+    ) -> None:
+        # The subject's own kit type is plentiful; another arm's is not: refused all the
+        # same, so a refusal tells nothing of the subject's arm (and nothing is moved).
+        _, arm = randomized(kitted, "S-001", days_ago=3)
+        own = kit_type(kitted, arm, "D4")
+        (other,) = set(KIT_TYPES) - {own}
+        lose(kitted, other, keep=1)
 
         response = client.post(
             dispense_url("S-001"), json={"visit": "D4", "weight_kg": 71.5}, headers=login("edc")
@@ -615,55 +632,116 @@ class TestFirstVisitServable:
         assert_blind(response.json())
 
 
+def review(container: Container, site: str = "FR01") -> ShipmentRecord | None:
+    """The resupply review of one site, as the daily review runs it (committed)."""
+    with container.uow(TEST_ACTOR) as uow:
+        stored = uow.studies.get(STUDY)
+        assert stored is not None
+        found = resupply.review_site(
+            uow, stored.study, site, datetime.now(UTC), supply.SecretsRandom()
+        )
+        uow.commit()
+    return found
+
+
 class TestResupply:
-    def test_below_a_trigger_every_type_is_shipped(
+    def test_a_dispensation_never_ships_the_daily_review_ships_whole_sets(
         self, client: TestClient, kitted: Container, login: Login
     ) -> None:
         _, arm = randomized(kitted, "S-001", days_ago=3, weight="50")
-        short, other = sorted(KIT_TYPES, key=lambda t: t != kit_type(kitted, arm, "D4"))
+        short = kit_type(kitted, arm, "D4")
         lose(kitted, short, keep=9)
-        assert [s.kind for s in _shipments(kitted)] == ["initial"]
 
         response = client.post(
             dispense_url("S-001"), json={"visit": "D4", "weight_kg": 71.5}, headers=login("edc")
         )
 
         assert response.status_code == 201
+        assert [s.kind for s in _shipments(kitted)] == ["initial"]  # not at the dispensation
+        shipped = resupply.daily_review(kitted.uow(TEST_ACTOR), STUDY)
+        assert shipped is not None
+        assert [s.site for s in shipped] == ["FR01"]  # FR02, FR03 hold their initial kits
         shipments = _shipments(kitted)
         assert [s.kind for s in shipments] == ["initial", "resupply"]
         assert shipments[1].code == "SH-FR01-002"
-        stock_left = stock(kitted)
-        shipped = Counter(types_of(kitted, shipments[1].kit_numbers))
-        assert stock_left[short] == 7
-        assert shipped == {short: 16 - 7, other: max(1, 16 - stock_left[other])}
-        assert_blind(audit_text(kitted))
+        # 7 left of the short type, below its trigger of 8: max(resupply - trigger = 8, the
+        # subject's coming visits D8 and D11, 2 kits each whatever the arm = 4) = 8 sets.
+        assert Counter(types_of(kitted, shipments[1].kit_numbers)) == {t: 8 for t in KIT_TYPES}
+        text = audit_text(kitted)
+        assert '"resupply.reviewed"' in text
+        assert_blind(text)
+
+    def test_once_a_day(self, kitted: Container) -> None:
+        lose(kitted, "KT_IL7", keep=0)
+
+        first = resupply.daily_review(kitted.uow(TEST_ACTOR), STUDY)
+        again = resupply.daily_review(kitted.uow(TEST_ACTOR), STUDY)
+
+        assert first is not None
+        assert [s.site for s in first] == ["FR01"]
+        assert again is None
+        assert [s.kind for s in _shipments(kitted)] == ["initial", "resupply"]
+
+    def test_the_subjects_coming_demand_counts(self, kitted: Container) -> None:
+        # 10 kits of each type: above the trigger of 8, until the coming visits are counted
+        # (D4 and D8 of three subjects randomized today, 1 kit each: 6 kits over two types,
+        # so one type needs at least 3, whatever the arms).
+        for subject_id in ("S-001", "S-002", "S-003"):
+            randomized(kitted, subject_id, weight="50")
+        for kit_type in KIT_TYPES:
+            lose(kitted, kit_type, keep=10)
+        assert set(stock(kitted).values()) == {10}
+
+        shipment = review(kitted)
+
+        assert shipment is not None
+        assert Counter(types_of(kitted, shipment.kit_numbers)) == {t: 8 for t in KIT_TYPES}
 
     def test_stock_in_transit_counts(self, kitted: Container) -> None:
         lose(kitted, "KT_IL7", keep=7)
-        with kitted.uow(TEST_ACTOR) as uow:
-            stored = uow.studies.get(STUDY)
-            assert stored is not None
-            now = datetime.now(UTC)
-            rng = supply.SecretsRandom()
-            first = supply.check_resupply(uow, stored.study, "FR01", now, rng)
-            second = supply.check_resupply(uow, stored.study, "FR01", now, rng)
+
+        first = review(kitted)
+        second = review(kitted)
+
         assert first is not None
-        assert Counter(types_of(kitted, first.kit_numbers)) == {"KT_IL7": 9, "KT_PBO": 1}
+        assert Counter(types_of(kitted, first.kit_numbers)) == {"KT_IL7": 8, "KT_PBO": 8}
         assert second is None
 
     def test_an_inactive_site_is_not_resupplied(self, kitted: Container) -> None:
+        assert review(kitted, "FR04") is None
+
+    def test_a_depot_without_a_whole_set_ships_nothing_and_tells_the_supply_manager(
+        self, kitted: Container
+    ) -> None:
+        lose(kitted, "KT_IL7", keep=0)
+        with kitted.session_factory() as session:
+            depot = (
+                session.execute(select(KitRow.id).where(KitRow.status == "at_depot"))
+                .scalars()
+                .all()
+            )
         with kitted.uow(TEST_ACTOR) as uow:
-            stored = uow.studies.get(STUDY)
-            assert stored is not None
-            now = datetime.now(UTC)
-            rng = supply.SecretsRandom()
-            assert supply.check_resupply(uow, stored.study, "FR04", now, rng) is None
+            types = uow.supply.types_of(STUDY, list(depot))
+            pbo = [i for i, t in sorted(types.items()) if t == "KT_PBO"]
+            assert uow.supply.move_kits(STUDY, pbo, KitStatus.AT_DEPOT, KitStatus.DAMAGED)
+            uow.commit()
+
+        assert review(kitted) is None
+
+        assert [s.kind for s in _shipments(kitted)] == ["initial"]
+        text = audit_text(kitted)
+        assert '"shipment.not_sent"' in text
+        assert_blind(text)
+        with kitted.session_factory() as session:
+            notes = session.execute(select(OutboxRow.kind, OutboxRow.payload)).all()
+        assert [(kind, p["site"], p["sets_short"]) for kind, p in notes] == [
+            ("supply.depot_short", "FR01", 8)
+        ]
+        assert_blind([p for _, p in notes])
 
 
 class TestExpiry:
-    def test_kits_past_their_date_expire_and_the_site_is_resupplied(
-        self, kitted: Container
-    ) -> None:
+    def test_kits_past_their_date_expire_and_the_review_resupplies(self, kitted: Container) -> None:
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
         at_fr01 = list(shipment_to(kitted, "FR01").kit_numbers)
         with kitted.session_factory() as session:
@@ -676,6 +754,8 @@ class TestExpiry:
 
         assert expired == {"FR01": sorted(at_fr01)}
         assert {k.status for k in kits(kitted, at_fr01)} == {KitStatus.EXPIRED}
+        assert [s.kind for s in _shipments(kitted)] == ["initial"]
+        assert review(kitted) is not None
         assert [s.kind for s in _shipments(kitted)] == ["initial", "resupply"]
         assert supply.expire_kits(kitted.uow(TEST_ACTOR), STUDY) == {}
         text = audit_text(kitted)

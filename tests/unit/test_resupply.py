@@ -1,12 +1,15 @@
-"""Resupply: initial shipment, the all-types trigger rule, and its blind-safety property."""
+"""Resupply: initial sets, the demand forecast, the daily review's rule and its blind-safety
+properties (a shipment's size never depends on which type ran low)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.resupply import initial_shipment, resupply_needs
+from app.domain.resupply import Forecast, OnTreatment, forecast, initial_sets, resupply_sets
 from app.domain.study import SupplyLevels
 from tests.builders import make_study
 
@@ -14,6 +17,7 @@ LEVELS = {
     "KT_IL7": SupplyLevels(initial=16, trigger=8, resupply=16),
     "KT_PBO": SupplyLevels(initial=12, trigger=4, resupply=10),
 }
+TODAY = date(2026, 3, 10)
 
 
 @st.composite
@@ -30,83 +34,107 @@ levels_by_type = st.dictionaries(
 counts = st.integers(min_value=0, max_value=45)
 
 
-class TestInitialShipment:
-    def test_initial_level_of_every_type(self) -> None:
-        assert initial_shipment(LEVELS) == {"KT_IL7": 16, "KT_PBO": 12}
+def on(arm: str, days_ago: int, dispensed: str = "", quantity: int = 2) -> OnTreatment:
+    return OnTreatment(
+        arm, TODAY - timedelta(days=days_ago), frozenset(dispensed.split()), quantity
+    )
+
+
+class TestInitialSets:
+    def test_the_largest_initial_level_in_whole_sets(self) -> None:
+        assert initial_sets(LEVELS) == 16
 
     def test_example_study(self) -> None:
-        assert initial_shipment(make_study().supply.levels) == {"KT_IL7": 16, "KT_PBO": 16}
+        assert initial_sets(make_study().supply.levels) == 16
 
 
-class TestResupplyNeeds:
-    def test_nothing_while_every_type_is_at_or_above_its_trigger(self) -> None:
-        assert resupply_needs(LEVELS, {"KT_IL7": 8, "KT_PBO": 4}, {}) == {}
+class TestForecast:
+    # IRIS-7A visits: D1 day 0, D4 day 3, D8 day 7, D11 day 10, ... D25 day 24, windows +-1.
+    # PLACEBO: KT_PBO at every visit; CYT107_BIW: KT_IL7 at every visit; CYT107_QW: KT_IL7
+    # at D1, D8, D15, D22 and KT_PBO between.
 
-    def test_one_type_below_trigger_restores_every_type(self) -> None:
-        needs = resupply_needs(LEVELS, {"KT_IL7": 7, "KT_PBO": 6}, {})
+    def test_coming_visits_within_the_horizon_by_the_subjects_arm(self) -> None:
+        # Randomized today, D1 done: D4 (day 3) and D8 (day 7, opens day 6) within 7 days.
+        found = forecast(make_study(), [on("CYT107_QW", 0, "D1", 3)], TODAY)
 
-        assert needs == {"KT_IL7": 9, "KT_PBO": 4}
+        assert found == Forecast({"KT_PBO": 3, "KT_IL7": 3}, blind=6)
 
-    def test_kits_in_transit_count_as_stock(self) -> None:
-        assert resupply_needs(LEVELS, {"KT_IL7": 5, "KT_PBO": 6}, {"KT_IL7": 3}) == {}
-        assert resupply_needs(LEVELS, {"KT_IL7": 5, "KT_PBO": 3}, {"KT_IL7": 3}) == {
-            "KT_IL7": 8,
-            "KT_PBO": 7,
+    def test_visits_beyond_the_horizon_are_not_counted(self) -> None:
+        found = forecast(make_study(), [on("PLACEBO", 0, "D1")], TODAY, horizon_days=3)
+
+        assert found == Forecast({"KT_PBO": 2}, blind=2)
+
+    def test_a_missed_visit_is_not_counted(self) -> None:
+        # Randomized 5 days ago, D4 (days 2-4) never dispensed: its window has closed.
+        found = forecast(make_study(), [on("CYT107_BIW", 5, "D1")], TODAY, horizon_days=1)
+
+        assert found == Forecast({"KT_IL7": 2}, blind=2)  # D8 opens on day 6
+
+    def test_dispensed_visits_are_not_counted(self) -> None:
+        done = "D1 D4 D8 D11 D15 D18 D22 D25"
+        assert forecast(make_study(), [on("PLACEBO", 24, done)], TODAY) == Forecast()
+
+    def test_blind_demand_is_the_same_whatever_the_arms(self) -> None:
+        arms = ("PLACEBO", "CYT107_QW", "CYT107_BIW")
+        blinds = {
+            forecast(make_study(), [on(a, 3, "D1"), on(b, 8, "D1 D4 D8", 3)], TODAY).blind
+            for a in arms
+            for b in arms
         }
+        assert len(blinds) == 1
 
-    def test_a_type_at_its_resupply_level_still_gets_one_kit(self) -> None:
-        needs = resupply_needs(LEVELS, {"KT_IL7": 7, "KT_PBO": 10}, {})
 
-        assert needs == {"KT_IL7": 9, "KT_PBO": 1}
+class TestResupplySets:
+    def test_nothing_while_every_type_covers_its_demand_and_trigger(self) -> None:
+        demand = Forecast({"KT_IL7": 4, "KT_PBO": 2}, blind=6)
+        assert resupply_sets(LEVELS, {"KT_IL7": 12, "KT_PBO": 6}, demand) == 0
 
-    def test_a_type_missing_from_the_counts_has_none(self) -> None:
-        assert resupply_needs(LEVELS, {"KT_IL7": 16}, {}) == {"KT_IL7": 1, "KT_PBO": 10}
+    def test_a_type_short_of_demand_plus_trigger_ships_whole_sets(self) -> None:
+        demand = Forecast({"KT_IL7": 5}, blind=5)
+        # 12 - 5 < 8: the base, max(resupply - trigger) = 8 sets.
+        assert resupply_sets(LEVELS, {"KT_IL7": 12, "KT_PBO": 30}, demand) == 8
 
-    def test_negative_counts(self) -> None:
+    def test_a_large_coming_demand_ships_at_least_its_blind_size(self) -> None:
+        demand = Forecast({"KT_IL7": 10, "KT_PBO": 10}, blind=20)
+        assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 0}, demand) == 20
+
+    def test_negative_counts_are_refused(self) -> None:
         with pytest.raises(ValueError, match="negative"):
-            resupply_needs(LEVELS, {"KT_IL7": -1}, {})
+            resupply_sets(LEVELS, {"KT_IL7": -1}, Forecast())
 
 
 class TestResupplyBlindSafety:
-    """Property: a triggered shipment carries every type, whichever type was consumed.
-
-    Two sites identical except that at the same visit site A's subject took one kit of type X
-    and site B's one kit of type Y (X != Y; stocks differ by that swap only): whenever both
-    trigger, the SET of types shipped (those with a positive quantity) is identical, and is
-    every type of the levels.
-    """
+    """Properties: the size of a shipment is a function of what the site could compute itself
+    (its subjects' blind demand), never of which type ran low."""
 
     @given(levels_by_type, st.data())
-    def test_same_types_shipped_whichever_type_was_consumed(
+    def test_size_is_the_same_whichever_type_was_consumed(
         self, levels: dict[str, SupplyLevels], data: st.DataObject
     ) -> None:
         types = sorted(levels)
-        before = {t: data.draw(counts, label=f"available {t}") for t in types}
-        in_transit = {t: data.draw(counts, label=f"in transit {t}") for t in types}
+        stock = {t: data.draw(counts, label=f"stock {t}") for t in types}
+        blind = data.draw(counts, label="blind demand")
         x, y, *_ = data.draw(st.permutations(types), label="consumed")
-        assume(before[x] >= 1 and before[y] >= 1)
-        site_a = {**before, x: before[x] - 1}
-        site_b = {**before, y: before[y] - 1}
+        site_a = {**stock, x: max(0, stock[x] - 1)}
+        site_b = {**stock, y: max(0, stock[y] - 1)}
 
-        needs_a = resupply_needs(levels, site_a, in_transit)
-        needs_b = resupply_needs(levels, site_b, in_transit)
+        sets_a = resupply_sets(levels, site_a, Forecast({}, blind))
+        sets_b = resupply_sets(levels, site_b, Forecast({}, blind))
 
-        if needs_a and needs_b:
-            shipped_a = {t for t, q in needs_a.items() if q > 0}
-            shipped_b = {t for t, q in needs_b.items() if q > 0}
-            assert shipped_a == shipped_b == set(types)
+        if sets_a and sets_b:
+            assert sets_a == sets_b
 
     @given(levels_by_type, st.data())
-    def test_a_shipment_restores_every_type(
+    def test_ships_exactly_when_a_type_falls_below_demand_and_trigger(
         self, levels: dict[str, SupplyLevels], data: st.DataObject
     ) -> None:
-        available = {t: data.draw(counts, label=f"available {t}") for t in sorted(levels)}
-        in_transit = {t: data.draw(counts, label=f"in transit {t}") for t in sorted(levels)}
+        stock = {t: data.draw(counts, label=f"stock {t}") for t in sorted(levels)}
+        by_type = {t: data.draw(counts, label=f"demand {t}") for t in sorted(levels)}
+        demand = Forecast(by_type, sum(by_type.values()))
 
-        needs = resupply_needs(levels, available, in_transit)
+        sets = resupply_sets(levels, stock, demand)
 
-        triggered = any(available[t] + in_transit[t] < lv.trigger for t, lv in levels.items())
-        assert bool(needs) == triggered
-        for kit_type, quantity in needs.items():
-            stock = available[kit_type] + in_transit[kit_type]
-            assert stock + quantity == max(levels[kit_type].resupply, stock + 1)
+        short = any(stock[t] - by_type[t] < lv.trigger for t, lv in levels.items())
+        assert bool(sets) == short
+        if sets:
+            assert sets >= demand.blind

@@ -40,14 +40,16 @@ class TestKitPlan:
             "FR_SOUTH": {"KT_IL7": 64 + 52, "KT_PBO": 64 + 52},
         }
 
-    def test_levels_per_type(self) -> None:
+    def test_every_type_as_many_kits_for_whole_sets(self) -> None:
+        # Shipments are whole sets (one kit of every type), so a type with lower levels is
+        # made as often as the largest: 4 x (16 + 3 x 16) = 256 -> 300 for both.
         doc = study_document()
         set_path(doc, "supply.levels.KT_PBO", {"initial": 10, "trigger": 2, "resupply": 5})
         set_path(doc, "supply.kits_per_lot", 50)
 
         plan = kit_plan(make_study(doc))
 
-        assert plan == {"FR_DEPOT": {"KT_IL7": 300, "KT_PBO": 100}}  # 256 -> 300, 100 -> 100
+        assert plan == {"FR_DEPOT": {"KT_IL7": 300, "KT_PBO": 300}}
 
 
 def kit(number: int, kit_type: str, expiry_day: int) -> NewKit:

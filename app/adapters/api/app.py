@@ -42,7 +42,7 @@ from app.adapters.cache import BoundedCache
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
 from app.domain.access import roles_allowed
-from app.services.supply import expire_all_studies
+from app.services.housekeeping import housekeeping as run_housekeeping
 from app.settings import Settings
 
 STATUS_BY_ERROR.update({Unauthorized: 401, Forbidden: 403})
@@ -94,20 +94,23 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     container = container or bootstrap(settings or Settings())
 
     async def housekeeping(every: float) -> None:
-        """Mark expired kits and resupply, every `every` seconds, for as long as we serve."""
+        """Mark expired kits and run the day's resupply review, every `every` seconds, for as
+        long as we serve (the review itself runs once a UTC date, app.services.resupply)."""
         actor = container.system_actor("housekeeping")
         while True:
             await asyncio.sleep(every)
             try:
-                expired = await to_thread.run_sync(expire_all_studies, lambda: container.uow(actor))
+                done = await to_thread.run_sync(run_housekeeping, lambda: container.uow(actor))
             except Exception:
                 log.exception("housekeeping failed; retried at the next run")
                 continue
-            for slug, places in expired.items():
+            for slug, places in done.expired.items():
                 log.info(
                     "kits expired",
                     extra={"study": slug, "kits": sum(len(n) for n in places.values())},
                 )
+            for slug, shipments in done.shipped.items():
+                log.info("resupply shipped", extra={"study": slug, "shipments": len(shipments)})
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -1,8 +1,9 @@
 """`iwrs kits`: a study's kit list and the initial shipments to its sites.
 
-How many kits: for each depot and kit type, the sum over the depot's sites of the type's
-initial quantity plus 3 times its resupply level (`app.services.supply.RESUPPLY_ROUNDS`),
-each type's total rounded up to whole lots of `supply.kits_per_lot` of the study definition.
+How many kits: for each depot, as many of every kit type (shipments are whole sets): the
+sum over the depot's sites of the initial sets plus 3 times the largest resupply level
+(`app.services.supply.RESUPPLY_ROUNDS`), each type's total rounded up to whole lots of
+`supply.kits_per_lot` of the study definition.
 Nothing printed here names a kit type: counts are totals.
 """
 
@@ -56,7 +57,7 @@ def ship_initial(
 def expire(
     study: str = typer.Option(..., "--study", help="the study slug, e.g. iris-7a"),
 ) -> None:
-    """Mark expired the kits past their expiry date (run daily), resupplying sites as needed."""
+    """Mark expired the kits past their expiry date (the server's housekeeping runs it)."""
     from app.services.supply import expire_kits
 
     with container() as c:
@@ -65,3 +66,26 @@ def expire(
         out.print("no kit has expired")
     for place, numbers in expired.items():
         out.print(f"{place}: {len(numbers)} kits expired")
+
+
+@app.command("review")
+def review(
+    study: str = typer.Option(..., "--study", help="the study slug, e.g. iris-7a"),
+) -> None:
+    """Run today's resupply review of the study (once a UTC date; the server's housekeeping
+    runs it): whole sets shipped to the sites whose stock less their subjects' coming demand
+    fell below a trigger."""
+    from app.services.resupply import daily_review
+
+    with container() as c:
+        shipments = daily_review(c.uow(operator()), study)
+    if shipments is None:
+        out.print(f"{study} was reviewed today already")
+        return
+    if not shipments:
+        out.print("no site needs a shipment today")
+    for shipment in shipments:
+        out.print(
+            f"shipment {shipment.code} to {shipment.site}: "
+            f"{len(shipment.kit_numbers)} kits in transit"
+        )

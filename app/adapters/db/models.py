@@ -431,5 +431,15 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None]
 
 
+class ResupplyReviewRow(Base):
+    """A study's daily resupply review, claimed once per UTC date (whoever runs it first)."""
+
+    __tablename__ = "resupply_review"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
+    review_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    reviewed_at: Mapped[datetime]
+
+
 # The web pages' tables, imported here so that every user of the metadata sees them.
 from app.adapters.db import models_web  # noqa: E402, F401

@@ -21,6 +21,7 @@ from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
 from app.adapters.db.repositories import SqlStudyRepository
+from app.adapters.db.resupply_repos import SqlResupplyRepository
 from app.adapters.db.supply_repos import SqlSupplyRepository
 from app.adapters.db.users_repos import SqlUserRepository, SqlWebSessionRepository
 from app.domain.audit import Actor, AuditEvent
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
     subjects: SqlSubjectRepository
     lists: SqlListRepository
     supply: SqlSupplyRepository
+    resupply: SqlResupplyRepository
     blinding: SqlBlindingRepository
     users: SqlUserRepository
     web_sessions: SqlWebSessionRepository
@@ -66,6 +68,7 @@ class SqlUnitOfWork:
         self.subjects = SqlSubjectRepository(self.session, self._keys)
         self.lists = SqlListRepository(self.session, self._keys)
         self.supply = SqlSupplyRepository(self.session, self._keys)
+        self.resupply = SqlResupplyRepository(self.session)
         self.blinding = SqlBlindingRepository(self.session, self._keys)
         self.users = SqlUserRepository(self.session, self._keys)
         self.web_sessions = SqlWebSessionRepository(self.session)

@@ -16,6 +16,7 @@ from app.adapters.clock import FileOffsetClock
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.domain.errors import Conflict
+from app.services.housekeeping import housekeeping
 
 router = APIRouter(prefix="/api/v1/simulation", tags=["simulation"], route_class=ThreadPoolRoute)
 
@@ -38,4 +39,8 @@ def advance_clock(
 ) -> ClockRead:
     if not isinstance(container.clock, FileOffsetClock):
         raise Conflict("this service has no simulation clock")
-    return ClockRead(now=container.clock.advance(timedelta(days=body.days)))
+    now = container.clock.advance(timedelta(days=body.days))
+    # A simulated day starts as a real one does: the housekeeping's expiry and resupply review.
+    actor = container.system_actor("housekeeping")
+    housekeeping(lambda: container.uow(actor))
+    return ClockRead(now=now)

@@ -1,0 +1,70 @@
+"""The daily resupply review's reads and its once-a-day claim."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.adapters.db import memo
+from app.adapters.db.models import DispensationRow, ResupplyReviewRow, SiteRow, SubjectRow
+from app.adapters.db.randomization_repos import _subject
+from app.domain.subjects import SubjectStatus
+from app.services.ports import SubjectOnTreatment
+
+
+class SqlResupplyRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def claim_review(self, study: str, on: date, at: datetime) -> bool:
+        """Whether this caller is the first to review the study on `on` (the claim is kept
+        with the caller's transaction, so a review rolled back can be run again)."""
+        values = {"study_id": memo.study_id(self._session, study), "review_date": on}
+        dialect = self._session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = (
+            insert(ResupplyReviewRow)
+            .values(**values, reviewed_at=at)
+            .on_conflict_do_nothing(index_elements=["study_id", "review_date"])
+        )
+        return bool(self._session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def on_treatment(self, study: str, site: str) -> list[SubjectOnTreatment]:
+        """The site's randomized subjects (not ended), each with the visits dispensed and the
+        quantity of their last dispensation."""
+        study_id = memo.study_id(self._session, study)
+        rows = self._session.execute(
+            select(SubjectRow)
+            .join(SiteRow, SiteRow.id == SubjectRow.site_id)
+            .where(
+                SubjectRow.study_id == study_id,
+                SiteRow.code == site,
+                SubjectRow.status == SubjectStatus.RANDOMIZED.value,
+            )
+            .order_by(SubjectRow.id)
+        ).scalars()
+        subjects = {row.id: _subject(row, study, site) for row in rows}
+        if not subjects:
+            return []
+        visits: dict[int, set[str]] = {pk: set() for pk in subjects}
+        last: dict[int, tuple[datetime, int, int]] = {}
+        for pk, visit, quantity, at, row_id in self._session.execute(
+            select(
+                DispensationRow.subject_pk,
+                DispensationRow.visit,
+                DispensationRow.quantity,
+                DispensationRow.dispensed_at,
+                DispensationRow.id,
+            ).where(DispensationRow.subject_pk.in_(list(subjects)))
+        ):
+            visits[pk].add(visit)
+            if pk not in last or (at, row_id) > last[pk][:2]:
+                last[pk] = (at, row_id, quantity)
+        return [
+            SubjectOnTreatment(subject, frozenset(visits[pk]), last[pk][2] if pk in last else 0)
+            for pk, subject in subjects.items()
+        ]
