@@ -22,7 +22,14 @@ STUDY = "s"
 T0 = datetime(2027, 3, 1, 9, tzinfo=UTC)
 EARLY, LATE = date(2028, 1, 31), date(2028, 7, 31)
 DISPENSING = {
-    STUDY: {("P", "V1"): "A", ("P", "V2"): "A", ("Q", "V1"): "B", ("Q", "V2"): "B"},
+    STUDY: {
+        ("P", "V1"): "A",
+        ("P", "V2"): "A",
+        ("Q", "V1"): "B",
+        ("Q", "V2"): "B",
+        ("W", "V1"): "B",
+        ("W", "V2"): "A",
+    },
 }
 
 
@@ -142,6 +149,40 @@ class TestLotOrder:
         rec.dispense("Y", [shelf[2]], at=T0 + timedelta(days=1))
         events = leaks.shelf_events(rec.obs)
         assert [[k.number for k in e.shelf] for e in events] == [["B2"], []]
+
+
+class TestArmCalls:
+    def test_fefo_by_type_names_every_arm(self) -> None:
+        rec = Recorder()
+        a = [kit(f"A{i}", "L0001", EARLY) for i in range(1, 4)]
+        b = [kit(f"B{i}", "L0002", LATE) for i in range(1, 4)]
+        rec.receive(a + b)
+        rec.dispense("X", [b[0]], visit="V1")  # arm W: B then A
+        rec.dispense("X", [a[0]], visit="V2")
+        rec.dispense("Y", [b[1]], visit="V1")  # arm Q: B, B
+        rec.dispense("Y", [b[2]], visit="V2")
+        rec.dispense("Z", [a[1]], visit="V1")  # arm P: A, A
+        rec.dispense("Z", [a[2]], visit="V2")
+        t = truth({k.number: k.number[0] for k in a + b}, {"X": "W", "Y": "Q", "Z": "P"})
+        calls = leaks.lot_arm_calls(rec.obs, leaks.shelf_events(rec.obs), t)
+        assert (calls.subjects, calls.called, calls.right, calls.conflicted) == (3, 3, 3, 0)
+
+    def test_lots_of_every_type_mislead_the_attacker(self) -> None:
+        rec = Recorder()
+        shelf = [
+            kit("A1", "L0001", EARLY),
+            kit("B1", "L0001", EARLY),
+            kit("A2", "L0002", LATE),
+            kit("B2", "L0002", LATE),
+        ]
+        rec.receive(shelf)
+        rec.dispense("X", [shelf[2]], visit="V1")  # arm P, a late kit at random
+        rec.dispense("X", [shelf[0]], visit="V2")
+        rec.dispense("Y", [shelf[3]], visit="V1")  # arm Q
+        rec.dispense("Y", [shelf[1]], visit="V2")
+        t = truth({k.number: k.number[0] for k in shelf}, {"X": "P", "Y": "Q"})
+        calls = leaks.lot_arm_calls(rec.obs, leaks.shelf_events(rec.obs), t)
+        assert calls.right == 0
 
 
 class TestRefusals:

@@ -16,6 +16,9 @@ def simulate(
     sites: int | None = typer.Option(None, "--sites", min=1, help="sites per study"),
     enrollment_days: int = typer.Option(21, "--enrollment-days", min=1),
     seed: int = typer.Option(7, "--seed", help="the simulation's own randomness"),
+    transit_days: int = typer.Option(
+        0, "--transit-days", min=0, help="extra days before a shipment in transit is received"
+    ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="default: a SQLite file in a temporary folder"
     ),
@@ -52,7 +55,9 @@ def simulate(
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                results = Simulation(setup, subjects, enrollment_days, seed, advance).run()
+                results = Simulation(
+                    setup, subjects, enrollment_days, seed, advance, transit_days=transit_days
+                ).run()
         finally:
             service.stop()
     print_tables(results, out)

@@ -333,6 +333,132 @@ def lot_pair_auc(obs: Observations, truth: Truth) -> tuple[float | None, int]:
     return auc(differ, same), sum(differ.values()) + sum(same.values())
 
 
+@dataclass(frozen=True)
+class ArmCalls:
+    """Channel 1 (c): the subjects whose arm an attacker decides from lots alone."""
+
+    subjects: int
+    called: int  # one arm left under the attacker's model (its posterior: 1)
+    right: int
+    components: int
+    conflicted: int  # components whose evidence contradicts itself (ignored)
+
+
+class _Parity:
+    """Union-find with the parity of each kit to its root: 0 same type, 1 other type."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.parity: dict[str, int] = {}
+        self.conflicted: set[str] = set()
+
+    def find(self, kit: str) -> tuple[str, int]:
+        if kit not in self.parent:
+            self.parent[kit], self.parity[kit] = kit, 0
+        path: list[str] = []
+        while self.parent[kit] != kit:
+            path.append(kit)
+            kit = self.parent[kit]
+        root, acc = kit, 0
+        for node in reversed(path):
+            acc ^= self.parity[node]
+            self.parent[node], self.parity[node] = root, acc
+        return root, acc
+
+    def union(self, a: str, b: str, differ: int) -> None:
+        (ra, pa), (rb, pb) = self.find(a), self.find(b)
+        if ra == rb:
+            if pa ^ pb != differ:
+                self.conflicted.add(ra)
+            return
+        self.parent[rb], self.parity[rb] = ra, pa ^ pb ^ differ
+        if rb in self.conflicted:
+            self.conflicted.add(ra)
+
+
+def lot_arm_calls(obs: Observations, events: Sequence[ShelfEvent], truth: Truth) -> ArmCalls:
+    """An attacker who believes first-expiry-first-out by type: every kit handed out is of
+    another type than each earlier kit left on the shelf, and the kits of one visit are of
+    one type. Kits fall into components two-coloured by that evidence (a component whose
+    evidence contradicts itself is ignored); with the dispensing table (the protocol's
+    double-dummy design), each component's colours are named and each subject's arms are
+    narrowed until nothing changes. A subject with one arm left is called."""
+    parity = _Parity()
+    for d in obs.dispensations:
+        for kit in d.kits[1:]:
+            parity.union(f"{d.study}/{d.kits[0].number}", f"{d.study}/{kit.number}", 0)
+    for event in events:
+        handed = f"{event.study}/{event.dispensed[0].number}"
+        for kit in event.earlier:
+            parity.union(handed, f"{event.study}/{kit.number}", 1)
+
+    visits: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)  # (visit, root, colour)
+    for d in obs.dispensations:
+        if d.kits:
+            root, colour = parity.find(f"{d.study}/{d.kits[0].number}")
+            if root not in parity.conflicted:
+                visits[(d.study, d.subject)].append((d.visit, root, colour))
+    arms_of: dict[str, list[str]] = {
+        study: sorted({arm for arm, _visit in table}) for study, table in truth.dispensing.items()
+    }
+    types_of = {study: sorted(truth.types(study)) for study in truth.dispensing}
+    # A component's naming: which type colour 0 is (colour 1 is the other; two types only).
+    naming: dict[str, set[str]] = {
+        root: set(types_of[subject[0]]) for subject, seen in visits.items() for _, root, _ in seen
+    }
+
+    def fits(subject: Key, arm: str, fixed: tuple[str, str] | None = None) -> bool:
+        study = subject[0]
+        for root in {r for _, r, _ in visits[subject]}:
+            options = {fixed[1]} if fixed and fixed[0] == root else naming[root]
+            if not any(
+                all(
+                    truth.dispensing[study].get((arm, v))
+                    == (zero if c == 0 else _other(types_of[study], zero))
+                    for v, r, c in visits[subject]
+                    if r == root
+                )
+                for zero in options
+            ):
+                return False
+        return True
+
+    subjects_of: dict[str, set[Key]] = defaultdict(set)
+    for subject, seen in visits.items():
+        for _, root, _ in seen:
+            subjects_of[root].add(subject)
+    changed = True
+    while changed:
+        changed = False
+        for root, options in naming.items():
+            for zero in sorted(options):
+                if len(options) > 1 and not all(
+                    any(fits(s, a, (root, zero)) for a in arms_of[s[0]]) for s in subjects_of[root]
+                ):
+                    options.discard(zero)
+                    changed = True
+    called = right = 0
+    for subject in visits:
+        if len(types_of[subject[0]]) != 2:
+            continue
+        left = [a for a in arms_of[subject[0]] if fits(subject, a)]
+        if len(left) == 1:
+            called += 1
+            right += truth.arm.get(subject) == left[0]
+    roots = {parity.find(k)[0] for k in parity.parent}
+    return ArmCalls(
+        subjects=len({(d.study, d.subject) for d in obs.dispensations}),
+        called=called,
+        right=right,
+        components=len(roots),
+        conflicted=len(roots & parity.conflicted),
+    )
+
+
+def _other(types: list[str], one: str) -> str:
+    return types[1] if types[0] == one else types[0]
+
+
 # --- channel 2: refusals --------------------------------------------------------------------
 
 
@@ -448,11 +574,11 @@ def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
 
 @dataclass(frozen=True)
 class RefusalShortage:
-    """Channel 2, per refusal: was the refused visit's type the one missing from the shelf
-    (as the site knew it) while another type was there? If refusals did not depend on the
-    type, the refused type would be the short one only as often as it is demanded."""
+    """Channel 2, per refusal: was the refused visit's type the scarcest on the shelf (as
+    the site knew it, types from the truth)? If refusals did not depend on the type, the
+    refused type would be the scarcest only as often as it is demanded."""
 
-    refusals: int  # later-visit refusals with one type short and another in stock
+    refusals: int  # later-visit refusals when one type was scarcer than every other
     refused_type_short: int
     expected: float
 
@@ -470,8 +596,9 @@ def refusal_shortage(obs: Observations, truth: Truth) -> RefusalShortage:
         shelf = shelves.get(refusal.seq, ())
         stock = Counter(truth.kit_type[(refusal.study, k.number)] for k in shelf)
         types = truth.types(refusal.study)
-        short = {t for t in types if stock[t] == 0}
-        if not short or short == types:
+        fewest = min(stock[t] for t in types)
+        short = {t for t in types if stock[t] == fewest}
+        if len(short) != 1:
             continue
         judged += 1
         short_hits += refused_type in short

@@ -2,7 +2,8 @@
 an investigator and the statistician would, and report balance, supply and latency.
 
 Each simulated day: the clock moves one day; pharmacists receive the shipments in transit
-(now and then with a damaged kit); new subjects are registered and randomized with their
+(now and then with a damaged kit; with `transit_days`, only shipments seen in transit that
+many days before: a courier's extra days); new subjects are registered and randomized with their
 weight (the first visit's kits come with the randomization); every subject due for a visit
 is dosed with a weight that drifts a little; some discontinue; on one day an investigator
 breaks the code for one subject. Refusals for supply are counted as stock-outs and retried
@@ -140,10 +141,13 @@ class Simulation:
         seed: int,
         progress: Callable[[int, int], None] | None = None,
         observe: bool = False,
+        transit_days: int = 0,
     ) -> None:
         self.setup = setup
         self.results = Results(observations=Observations() if observe else None)
         self.day = 0
+        self.transit_days = transit_days
+        self._in_transit_since: dict[tuple[str, str], int] = {}
         self._later_attempted: set[tuple[str, str, str]] = set()
         self._later_refused: set[tuple[str, str, str]] = set()
         self.api = Api(setup.url, self.results)
@@ -199,6 +203,11 @@ class Simulation:
                 continue
             for shipment in response.json()["shipments"]:
                 if shipment["status"] != "in_transit":
+                    continue
+                since = self._in_transit_since.setdefault(
+                    (study.slug, shipment["shipment_id"]), self.day
+                )
+                if self.day - since < self.transit_days:
                     continue
                 damaged = []
                 if shipment["kit_numbers"] and self.rng.random() < 0.05:
