@@ -478,7 +478,8 @@ class RefusalPairs:
     """Channel 2: each later-visit refusal followed at its site, before the next delivery
     there, by other subjects served; the share of those served of another type than the
     refused visit (averaged by refusal), and what it would be if refusals did not depend
-    on the type. Also pairs of refusals at a site with no delivery between."""
+    on the type (from each served type's share at the refused visit). Also pairs of
+    refusals at a site with no delivery between. The first refusal of each visit only."""
 
     refusals: int
     refusals_with_pairs: int
@@ -494,8 +495,32 @@ class RefusalPairs:
         return max(0.15, binomial_margin(self.expected, self.refusals_with_pairs))
 
 
-def _later_type_shares(obs: Observations, truth: Truth) -> dict[str, Counter[str]]:
-    demand: dict[str, Counter[str]] = defaultdict(Counter)
+def first_refusals(obs: Observations) -> list[SeenRefusal]:
+    """The first later-visit refusal of each visit (a refused visit is retried daily)."""
+    seen: set[tuple[str, str, str]] = set()
+    first = []
+    for refusal in sorted(later_visit_refusals(obs), key=lambda r: r.seq):
+        if (refusal.study, refusal.subject, refusal.visit) not in seen:
+            seen.add((refusal.study, refusal.subject, refusal.visit))
+            first.append(refusal)
+    return first
+
+
+class _Demand:
+    """Each later visit's kit types, over every subject who reached it (served or refused):
+    what an attacker knows of a visit's type from the protocol and the enrolment alone."""
+
+    def __init__(self, by_visit: dict[tuple[str, str], Counter[str]]) -> None:
+        self.by_visit = by_visit
+
+    def share(self, study: str, visit: str, kit_type: str) -> float:
+        counts = self.by_visit.get((study, visit), Counter())
+        total = sum(counts.values())
+        return counts[kit_type] / total if total else 0.0
+
+
+def _later_type_shares(obs: Observations, truth: Truth) -> _Demand:
+    demand: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     seen: set[tuple[str, str, str]] = set()
     later = [
         *((d.study, d.subject, d.visit) for d in obs.dispensations if d.visit_index > 0),
@@ -507,12 +532,12 @@ def _later_type_shares(obs: Observations, truth: Truth) -> dict[str, Counter[str
         seen.add((study, subject, visit))
         kit_type = truth.visit_type(study, subject, visit)
         if kit_type is not None:
-            demand[study][kit_type] += 1
-    return demand
+            demand[(study, visit)][kit_type] += 1
+    return _Demand(demand)
 
 
 def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
-    refusals = later_visit_refusals(obs)
+    refusals = first_refusals(obs)
     demand = _later_type_shares(obs, truth)
     deliveries: dict[tuple[str, str], list[int]] = defaultdict(list)
     for shipment in obs.shipments:
@@ -532,7 +557,6 @@ def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
     refused_pairs = refused_same = 0
     for place, found in by_site.items():
         study = place[0]
-        total = sum(demand[study].values())
         for i, refusal in enumerate(found):
             refused_type = truth.visit_type(study, refusal.subject, refusal.visit)
             if refused_type is None:
@@ -550,7 +574,9 @@ def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
                 n_diff = sum(1 for t in known if t != refused_type)
                 differ += n_diff
                 observed += n_diff / len(known)
-                expected += sum(1 - demand[study][t] / total for t in known) / len(known)
+                expected += sum(1 - demand.share(study, refusal.visit, t) for t in known) / len(
+                    known
+                )
             for later in found[i + 1 :]:
                 if later.seq >= until:
                     break
@@ -576,15 +602,16 @@ def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
 class RefusalShortage:
     """Channel 2, per refusal: was the refused visit's type the scarcest on the shelf (as
     the site knew it, types from the truth)? If refusals did not depend on the type, the
-    refused type would be the scarcest only as often as it is demanded."""
+    refused type would be the scarcest only as often as it is demanded at that visit. The
+    first refusal of each visit only."""
 
-    refusals: int  # later-visit refusals when one type was scarcer than every other
+    refusals: int  # first refusals of a visit when one type was scarcer than every other
     refused_type_short: int
     expected: float
 
 
 def refusal_shortage(obs: Observations, truth: Truth) -> RefusalShortage:
-    refusals = later_visit_refusals(obs)
+    refusals = first_refusals(obs)
     demand = _later_type_shares(obs, truth)
     shelves = _shelves_at(obs, {r.seq for r in refusals})
     judged = short_hits = 0
@@ -602,8 +629,7 @@ def refusal_shortage(obs: Observations, truth: Truth) -> RefusalShortage:
             continue
         judged += 1
         short_hits += refused_type in short
-        total = sum(demand[refusal.study].values())
-        expected += sum(demand[refusal.study][t] for t in short) / total
+        expected += sum(demand.share(refusal.study, refusal.visit, t) for t in short)
     return RefusalShortage(judged, short_hits, expected / judged if judged else math.nan)
 
 
