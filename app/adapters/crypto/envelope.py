@@ -127,7 +127,8 @@ class StudyCipher:
     def __init__(self, study: str, dek_version: int, dek: bytes) -> None:
         self._study = study
         self._version = dek_version
-        self._version_bytes = dek_version.to_bytes(2, "big")
+        self._head = ENVELOPE_TAG + dek_version.to_bytes(2, "big")
+        self._padded_aad = ENVELOPE_TAG + b"|" + f"{study}|".encode()
         self._aead = AESGCM(dek)
         # Opened envelopes by (kind, record, envelope): a kit's type is read at every
         # dispensing at its site; the envelope is part of the key, so an edited row is
@@ -147,16 +148,16 @@ class StudyCipher:
         `TooLongToSeal` when it does not fit."""
         length = len(plaintext)
         if size is None:
-            size = padded_size(kind, length)
+            size = FIXED_SIZES.get(kind) or padded_size(kind, length)
         if length > size:
             raise TooLongToSeal(
                 f"a {kind} of {length} bytes exceeds its sealed size of {size} bytes in study "
                 f"{self._study!r}: refused rather than sealed at a length of its own"
             )
-        frame = b"".join((length.to_bytes(_LENGTH_BYTES, "big"), plaintext, bytes(size - length)))
+        frame = length.to_bytes(_LENGTH_BYTES, "big") + plaintext.ljust(size, b"\0")
         nonce = secrets.token_bytes(NONCE_BYTES)
-        body = self._aead.encrypt(nonce, frame, ENVELOPE_TAG + b"|" + self._aad(kind, record_id))
-        return Sealed(b"".join((ENVELOPE_TAG, self._version_bytes, nonce, body)))
+        aad = self._padded_aad + f"{kind}|{record_id}".encode()
+        return Sealed(self._head + nonce + self._aead.encrypt(nonce, frame, aad))
 
     def seal_remembered(
         self, kind: str, record_id: str, plaintext: bytes, *, size: int | None = None
