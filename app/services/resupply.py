@@ -20,7 +20,7 @@ from app.domain.audit import AuditEvent
 from app.domain.dispensing import KitCandidate, SetPool, dispensable_counts
 from app.domain.errors import Conflict, StudyNotFound
 from app.domain.kits import KitStatus, RandomSource, SecretsRandom
-from app.domain.resupply import OnTreatment, forecast, initial_sets, resupply_sets
+from app.domain.resupply import OnTreatment, forecast, initial_sets, resupply_sets, top_share
 from app.domain.study import Site, Study
 from app.services.ports import NewKit, ShipmentRecord, UnitOfWork
 
@@ -239,7 +239,8 @@ def review_site(
         subjects.append(
             OnTreatment(arm, randomized_at.date(), found.dispensed, found.last_quantity or largest)
         )
-    sets = resupply_sets(study.supply.levels, stock, forecast(study, subjects, today))
+    demand = forecast(study, subjects, today)
+    sets = resupply_sets(study.supply.levels, stock, demand, top_share(study))
     if not sets:
         return None
     return ship_sets(uow, study, site, sets, "resupply", now, rng)

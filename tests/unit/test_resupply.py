@@ -4,12 +4,20 @@ properties (a shipment's size never depends on which type ran low)."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.domain.resupply import Forecast, OnTreatment, forecast, initial_sets, resupply_sets
+from app.domain.resupply import (
+    Forecast,
+    OnTreatment,
+    forecast,
+    initial_sets,
+    resupply_sets,
+    top_share,
+)
 from app.domain.study import SupplyLevels
 from tests.builders import make_study
 
@@ -54,15 +62,28 @@ class TestForecast:
     # at D1, D8, D15, D22 and KT_PBO between.
 
     def test_coming_visits_within_the_horizon_by_the_subjects_arm(self) -> None:
-        # Randomized today, D1 done: D4 (day 3) and D8 (day 7, opens day 6) within 7 days.
-        found = forecast(make_study(), [on("CYT107_QW", 0, "D1", 3)], TODAY)
+        # Randomized 8 days ago (not a recent arrival), D1-D8 done: D11 (opens day 9) and
+        # D15 (opens day 13) open within 7 days, D18 (day 16) does not.
+        found = forecast(make_study(), [on("CYT107_QW", 8, "D1 D4 D8", 3)], TODAY, 7)
 
         assert found == Forecast({"KT_PBO": 3, "KT_IL7": 3}, blind=6)
 
     def test_visits_beyond_the_horizon_are_not_counted(self) -> None:
-        found = forecast(make_study(), [on("PLACEBO", 0, "D1")], TODAY, horizon_days=3)
+        found = forecast(make_study(), [on("PLACEBO", 8, "D1 D4 D8")], TODAY, horizon_days=3)
 
         assert found == Forecast({"KT_PBO": 2}, blind=2)
+
+    def test_as_many_arrivals_expected_as_came_over_the_horizon(self) -> None:
+        # Two subjects randomized within the last 4 days with 3 and 1 kits: 4 kits of first
+        # visits expected, shared by the ratio 1:1:1 between KT_PBO (PLACEBO) and KT_IL7 (the
+        # two active arms), rounded up; the same whatever those subjects' own arms.
+        done = "D1 D4 D8 D11 D15 D18 D22 D25"
+        for arms in (("PLACEBO", "PLACEBO"), ("CYT107_BIW", "CYT107_QW")):
+            subjects = [on(arms[0], 2, done, 3), on(arms[1], 3, done, 1), on(arms[1], 4, done)]
+
+            found = forecast(make_study(), subjects, TODAY)  # the third came 4 days ago
+
+            assert found == Forecast({"KT_PBO": 2, "KT_IL7": 3}, blind=4)
 
     def test_a_missed_visit_is_not_counted(self) -> None:
         # Randomized 5 days ago, D4 (days 2-4) never dispensed: its window has closed.
@@ -97,6 +118,13 @@ class TestResupplySets:
     def test_a_large_coming_demand_ships_at_least_its_blind_size(self) -> None:
         demand = Forecast({"KT_IL7": 10, "KT_PBO": 10}, blind=20)
         assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 0}, demand) == 20
+
+    def test_the_size_is_the_blind_demand_at_the_largest_share_of_one_type(self) -> None:
+        # IRIS-7: two arms of three get the active kit at the first visit.
+        assert top_share(make_study()) == Fraction(2, 3)
+        demand = Forecast({"KT_IL7": 30}, blind=30)
+
+        assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 40}, demand, Fraction(2, 3)) == 20
 
     def test_negative_counts_are_refused(self) -> None:
         with pytest.raises(ValueError, match="negative"):
