@@ -164,6 +164,7 @@ class Supply:
     do_not_dispense_days: int
     kits_per_lot: int = 200  # kits of each type in one lot (a lot holds every type)
     lot_shelf_life_days: int = 365
+    resupply_rounds: int = 3  # kits made per site beyond the initial ones, in resupply levels
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@ app.services.resupply).
 
 Kit list size (`kit_plan`): for each depot, as many kits of every type (shipments are whole
 sets, app.services.resupply): the sum over the depot's sites (active or not: an inactive site
-may be activated later) of the initial sets plus RESUPPLY_ROUNDS times the largest resupply
-level; each type's study-wide total is then rounded up to whole lots of
+may be activated later) of the initial sets plus `supply.resupply_rounds` times the largest
+resupply level; each type's study-wide total is then rounded up to whole lots of
 `supply.kits_per_lot` (the kits of one type in one lot), the extra kits going to the depots
 in turn. Lots come from `plan_lots` (each holds kits of every type; first
 expiry one shelf life after the day of generation) and each type's kits are dealt to its
@@ -76,7 +76,6 @@ from app.services.resupply import (
 
 log = logging.getLogger("iwrs.supply")
 
-RESUPPLY_ROUNDS = 3
 REPLACEMENT_REASONS = ("damaged", "lost")
 EXCURSION_DECISIONS = {"release": "released", "reject": "rejected"}
 
@@ -227,7 +226,7 @@ def _kit_numbers(texts: Sequence[str]) -> list[str]:
 def kit_plan(study: Study) -> dict[str, dict[str, int]]:
     """How many kits of each type to make for each depot (see the module docstring)."""
     levels = study.supply.levels
-    per_site = initial_sets(levels) + RESUPPLY_ROUNDS * max(
+    per_site = initial_sets(levels) + study.supply.resupply_rounds * max(
         (level.resupply for level in levels.values()), default=0
     )
     need: dict[str, dict[str, int]] = {}

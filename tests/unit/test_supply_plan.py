@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from app.domain.kits import Lot
 from app.services.ports import NewKit
-from app.services.supply import RESUPPLY_ROUNDS, deal_to_depots, kit_plan
+from app.services.supply import deal_to_depots, kit_plan
 from tests.builders import make_study, set_path, study_document
 
 
@@ -28,7 +28,7 @@ class TestKitPlan:
     def test_example_study(self) -> None:
         # 4 sites (the inactive one too) x (16 + 3 x 16) = 256 per type -> 3 lots of 120.
         assert kit_plan(make_study()) == {"FR_DEPOT": {"KT_IL7": 360, "KT_PBO": 360}}
-        assert RESUPPLY_ROUNDS == 3
+        assert make_study().supply.resupply_rounds == 3  # the default
 
     def test_whole_lots_per_type_spread_over_depots(self) -> None:
         plan = kit_plan(make_study(two_depot_study()))
@@ -50,6 +50,13 @@ class TestKitPlan:
         plan = kit_plan(make_study(doc))
 
         assert plan == {"FR_DEPOT": {"KT_IL7": 300, "KT_PBO": 300}}
+
+    def test_resupply_rounds_size_the_list(self) -> None:
+        # 4 sites x (16 + 10 x 16) = 704 per type -> 720, in whole lots of 120.
+        doc = study_document()
+        set_path(doc, "supply.resupply_rounds", 10)
+
+        assert kit_plan(make_study(doc)) == {"FR_DEPOT": {"KT_IL7": 720, "KT_PBO": 720}}
 
 
 def kit(number: int, kit_type: str, expiry_day: int) -> NewKit:

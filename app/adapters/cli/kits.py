@@ -1,8 +1,8 @@
 """`iwrs kits`: a study's kit list and the initial shipments to its sites.
 
 How many kits: for each depot, as many of every kit type (shipments are whole sets): the
-sum over the depot's sites of the initial sets plus 3 times the largest resupply level
-(`app.services.supply.RESUPPLY_ROUNDS`), each type's total rounded up to whole lots of
+sum over the depot's sites of the initial sets plus `supply.resupply_rounds` (3 by default)
+times the largest resupply level, each type's total rounded up to whole lots of
 `supply.kits_per_lot` of the study definition.
 Nothing printed here names a kit type: counts are totals.
 """

@@ -36,7 +36,7 @@ def simulate(
     from app.adapters.simulation.service import OwnService
 
     with tempfile.TemporaryDirectory(prefix="iwrs-sim-") as tmp:
-        service = OwnService(Path(tmp), sites, database_url, workers, out)
+        service = OwnService(Path(tmp), sites, database_url, workers, out, subjects)
         out.print("setting up a fresh service (keys, database, studies, lists, kits, clients)")
         try:
             setup = service.start()

@@ -95,26 +95,42 @@ def _dump_toml(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def study_file(slug: str, sites: int | None, workdir: Path) -> Path:
-    """The example study, or a copy of it with `sites` active sites."""
+def kit_list_rounds(doc: dict[str, Any], subjects: int) -> int:
+    """The `supply.resupply_rounds` a sponsor would plan for `subjects` spread over the
+    study's active sites: every visit of each site's share at the heaviest weight band, in
+    resupply levels, beyond the initial shipment (never fewer than the file's own)."""
+    active = [s for s in doc["sites"] if s.get("active", True)] or doc["sites"]
+    per_site = -(-subjects // len(active))
+    heaviest = max(int(band["quantity"]) for band in doc["dispensing"]["weight_bands"])
+    level = max(int(lv["resupply"]) for lv in doc["supply"]["levels"].values())
+    needed = -(-per_site * len(doc["visits"]) * heaviest // level)
+    return max(int(doc["supply"].get("resupply_rounds", 3)), needed)
+
+
+def study_file(slug: str, sites: int | None, workdir: Path, subjects: int | None = None) -> Path:
+    """The example study, or a copy of it with `sites` active sites and, for `subjects`
+    subjects, a kit list planned for them (`kit_list_rounds`)."""
     source = studies_dir() / f"{slug}.toml"
-    if sites is None:
+    if sites is None and subjects is None:
         return source
     doc = tomllib.loads(source.read_text(encoding="utf-8"))
-    prefix = doc["sites"][0]["code"][:2]
-    depot = doc["sites"][0]["depot"]
-    tz = doc["sites"][0].get("timezone", "UTC")
-    doc["sites"] = [
-        {
-            "code": f"{prefix}{i:02d}",
-            "name": f"Simulated site {i}",
-            "country": prefix,
-            "depot": depot,
-            "active": True,
-            "timezone": tz,
-        }
-        for i in range(1, sites + 1)
-    ]
+    if sites is not None:
+        prefix = doc["sites"][0]["code"][:2]
+        depot = doc["sites"][0]["depot"]
+        tz = doc["sites"][0].get("timezone", "UTC")
+        doc["sites"] = [
+            {
+                "code": f"{prefix}{i:02d}",
+                "name": f"Simulated site {i}",
+                "country": prefix,
+                "depot": depot,
+                "active": True,
+                "timezone": tz,
+            }
+            for i in range(1, sites + 1)
+        ]
+    if subjects is not None:
+        doc["supply"]["resupply_rounds"] = kit_list_rounds(doc, subjects)
     target = workdir / f"{slug}.toml"
     target.write_text(_dump_toml(doc), encoding="utf-8")
     return target
@@ -130,6 +146,7 @@ class OwnService:
         database_url: str | None,
         workers: int,
         log: Any,
+        subjects: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = _free_port()
@@ -143,6 +160,7 @@ class OwnService:
             "IWRS_LOG_LEVEL": "WARNING",
         }
         self.sites = sites
+        self.subjects = subjects
         self.workers = workers
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -168,7 +186,7 @@ class OwnService:
         self.iwrs("db", "upgrade")
         studies: dict[str, StudySetup] = {}
         for slug in ("iris-7a", "iris-7b"):
-            path = study_file(slug, self.sites, self.workdir)
+            path = study_file(slug, self.sites, self.workdir, self.subjects)
             self.iwrs("studies", "load", str(path))
             self.iwrs("lists", "generate", "--study", slug)
             doc = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -114,6 +114,7 @@ def to_domain(doc: StudyDoc) -> Study:
             do_not_dispense_days=doc.supply.do_not_dispense_days,
             kits_per_lot=doc.supply.kits_per_lot,
             lot_shelf_life_days=doc.supply.lot_shelf_life_days,
+            resupply_rounds=doc.supply.resupply_rounds,
         ),
         unblinding=UnblindingPolicy(
             roles=frozenset(doc.unblinding.roles),

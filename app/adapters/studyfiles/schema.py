@@ -110,6 +110,12 @@ class SupplyDoc(_Model):
         default=200, ge=1, description="kits of each type in one lot; every lot holds every type"
     )
     lot_shelf_life_days: int = Field(default=365, ge=1)
+    resupply_rounds: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="kits made per site beyond its initial shipment, in resupply levels",
+    )
     levels: dict[Code, SupplyLevelsDoc]
 
 
