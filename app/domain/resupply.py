@@ -21,15 +21,17 @@ dispensation, so a shipment's time says nothing of which visit took which type:
 - ship when some type t has stock(t) - forecast(t) < trigger(t): the trigger level is the
   safety stock kept beyond the forecast demand, and it covers the first visit of the next
   subject whatever the arm;
-- ship max(base, ceil(blind x top share)) whole sets, where base = max over types of
-  (resupply - trigger), blind = the kits those coming visits and arrivals need whatever the
-  arms (the sum of their quantities: a figure the site could compute itself from its
-  subjects' schedule and weights), and top share = the largest share of the allocation ratio
-  that one type takes at one visit (`top_share`: 2/3 for IRIS-7, where two arms of three
-  get the active kit at the first visit). So the size of a shipment says nothing about which
-  type ran low, nor how unevenly the types were used; only whether a shipment is sent at the
-  daily review depends on the types' stock. A type whose demand exceeds its expected share
-  is topped up again at the next review, the trigger level covering the day between.
+- ship max(base, want - held) whole sets, where base = max over types of (resupply -
+  trigger); want = ceil(blind x top share) + the largest trigger, blind being the kits those
+  coming visits and arrivals need whatever the arms (the sum of their quantities) and top
+  share the largest share of the allocation ratio that one type takes at one visit
+  (`top_share`: 2/3 for IRIS-7, where two arms of three get the active kit at the first
+  visit); held = the site's stock of all types together divided by the number of types.
+  Every term is a figure the site could compute itself (its subjects' schedule and weights,
+  the kits it holds and awaits, the design), so the size of a shipment says nothing about
+  which type ran low, nor how unevenly the types were used; only whether a shipment is sent
+  at the daily review depends on the types' stock. A type used more than its share is
+  topped up again at the next review, the trigger level covering the day between.
 """
 
 from __future__ import annotations
@@ -137,4 +139,6 @@ def resupply_sets(
     if not short:
         return 0
     base = max((level.resupply - level.trigger for level in levels.values()), default=1)
-    return max(1, base, math.ceil(demand.blind * share))
+    want = math.ceil(demand.blind * share) + max(level.trigger for level in levels.values())
+    held = sum(stock_by_type.get(kit_type, 0) for kit_type in levels) // len(levels)
+    return max(1, base, want - held)

@@ -44,6 +44,7 @@ from app.domain.subjects import (
 from app.services import supply
 from app.services.blinding import ensure_not_locked
 from app.services.ports import ListInfo, StoredStudy, StratumPlan, StratumState, UnitOfWork
+from app.services.resupply import refused_for_supply
 
 log = logging.getLogger("iwrs.randomization")
 
@@ -320,6 +321,8 @@ def randomize(
         if weight_kg is not None:
             quantity_for_weight(study.dispensing, weight_kg)
         if not supply.first_visit_servable(uow, study, subject.site, weight_kg):
+            first = study.visits[0].code if study.visits else ""
+            refused_for_supply(uow, study, subject.site, subject_id, first)
             raise InsufficientSupply(
                 f"site {subject.site!r} cannot serve the first visit; resupply is needed"
             )

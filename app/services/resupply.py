@@ -211,7 +211,12 @@ def ship_initial(
 
 
 def review_site(
-    uow: UnitOfWork, study: Study, site_code: str, now: datetime, rng: RandomSource
+    uow: UnitOfWork,
+    study: Study,
+    site_code: str,
+    now: datetime,
+    rng: RandomSource,
+    kind: str = "resupply",
 ) -> ShipmentRecord | None:
     """Ship whole sets to the site when its stock less its subjects' coming demand falls
     below a trigger (app.domain.resupply); locks the site. An inactive site is not
@@ -243,7 +248,40 @@ def review_site(
     sets = resupply_sets(study.supply.levels, stock, demand, top_share(study))
     if not sets:
         return None
-    return ship_sets(uow, study, site, sets, "resupply", now, rng)
+    return ship_sets(uow, study, site, sets, kind, now, rng)
+
+
+def refused_for_supply(
+    uow: UnitOfWork, study: Study, site_code: str, subject_id: str, visit: str
+) -> None:
+    """After a visit was refused because the site could not serve it to a subject of every
+    arm (inside the open uow of the refused work): roll that work back, then, committed in
+    its own transaction, tell the supply manager (audit event and outbox
+    `supply.visit_refused`, naming the site, the subject and the visit, never a type) and
+    ship at once what the review's rule asks (kind `emergency`). The refusal and hence this
+    shipment are the same whatever the subject's arm. The caller raises the refusal."""
+    uow.rollback()
+    now = uow.clock.now()
+    uow.supply.lock_site(study.slug, site_code)
+    uow.blinding.notify(
+        study.slug,
+        "supply.visit_refused",
+        {"site": site_code, "subject_id": subject_id, "visit": visit},
+        now,
+    )
+    uow.record(
+        AuditEvent(
+            action="supply.visit_refused",
+            entity_type="site",
+            entity_id=site_code,
+            study=study.slug,
+            subject_id=subject_id,
+            after={"visit": visit},
+            reason="the site could not serve the visit to a subject of every arm",
+        )
+    )
+    review_site(uow, study, site_code, now, SecretsRandom(), kind="emergency")
+    uow.commit()
 
 
 def daily_review(

@@ -71,6 +71,7 @@ from app.services.resupply import (
     SupplyBusy,
     plan_initial_shipments,
     record_initial_shipments,
+    refused_for_supply,
     ship_initial,
 )
 
@@ -545,13 +546,18 @@ def record_dispensation(
     weight_kg: Decimal,
     rng: RandomSource | None = None,
 ) -> Dispensation:
-    """Dispense a randomized subject's kits for a visit (the API's use case)."""
+    """Dispense a randomized subject's kits for a visit (the API's use case). A refusal for
+    supply tells the supply manager and ships at once (`refused_for_supply`)."""
     with uow:
         study = _study(uow, principal, slug, hold=True)
         subject, arm = _randomized_subject(uow, principal, slug, subject_id)
-        result = dispense(
-            uow, study, subject, arm, visit, weight_kg, uow.clock.now().date(), rng=rng
-        )
+        try:
+            result = dispense(
+                uow, study, subject, arm, visit, weight_kg, uow.clock.now().date(), rng=rng
+            )
+        except InsufficientSupply:
+            refused_for_supply(uow, study, subject.site, subject_id, visit)
+            raise
         uow.commit(result)
     return result
 
@@ -591,9 +597,13 @@ def replace_kit(
         check_transition(number, old.status, KitStatus.RETURNED)
         kit_type = uow.supply.types_of(slug, [old.id])[old.id]
         now = uow.clock.now()
-        (new,) = _take_site_kits(
-            uow, study, subject, visit, kit_type, 1, now.date(), dispensation.id, rng
-        )
+        try:
+            (new,) = _take_site_kits(
+                uow, study, subject, visit, kit_type, 1, now.date(), dispensation.id, rng
+            )
+        except InsufficientSupply:
+            refused_for_supply(uow, study, subject.site, subject_id, visit)
+            raise
         if not uow.supply.move_kits(slug, [old.id], KitStatus.DISPENSED, KitStatus.RETURNED):
             raise KitNotDispensedAtVisit(f"kit {number} changed meanwhile")
         uow.record(

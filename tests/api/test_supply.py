@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from app.adapters.db.audit import iter_chain
-from app.adapters.db.models import KitRow, OutboxRow, SubjectRow
+from app.adapters.db.models import DispensationRow, KitRow, OutboxRow, SubjectRow
 from app.bootstrap import Container
 from app.domain.access import Principal
 from app.domain.dispensing import WeightOutOfRange
@@ -515,6 +515,20 @@ class TestDispensing:
         assert (response.status_code, response.json()["code"]) == (409, "insufficient_supply")
         assert_blind(response.json())
         assert held(kitted, "S-001", "D4") == []
+        # The supply manager is told and an emergency shipment of whole sets leaves at once.
+        with kitted.session_factory() as session:
+            notes = session.execute(select(OutboxRow.kind, OutboxRow.payload)).all()
+            dispensations = session.execute(select(DispensationRow.visit)).scalars().all()
+        assert notes == [
+            ("supply.visit_refused", {"site": "FR01", "subject_id": "S-001", "visit": "D4"})
+        ]
+        assert dispensations == ["D1"]  # the refused visit left nothing behind
+        shipments = _shipments(kitted)
+        assert [s.kind for s in shipments] == ["initial", "emergency"]
+        assert len(set(Counter(types_of(kitted, shipments[1].kit_numbers)).values())) == 1
+        text = audit_text(kitted)
+        assert '"supply.visit_refused"' in text
+        assert_blind(text)
 
     def test_kits_in_the_do_not_dispense_window_are_never_handed_out(
         self, client: TestClient, kitted: Container, login: Login

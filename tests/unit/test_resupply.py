@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from app.domain.resupply import (
@@ -115,16 +115,19 @@ class TestResupplySets:
         # 12 - 5 < 8: the base, max(resupply - trigger) = 8 sets.
         assert resupply_sets(LEVELS, {"KT_IL7": 12, "KT_PBO": 30}, demand) == 8
 
-    def test_a_large_coming_demand_ships_at_least_its_blind_size(self) -> None:
+    def test_a_large_coming_demand_ships_it_and_the_trigger_level(self) -> None:
+        # Nothing held: want = the blind demand (20) + the largest trigger (8).
         demand = Forecast({"KT_IL7": 10, "KT_PBO": 10}, blind=20)
-        assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 0}, demand) == 20
+        assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 0}, demand) == 28
 
-    def test_the_size_is_the_blind_demand_at_the_largest_share_of_one_type(self) -> None:
+    def test_the_size_counts_the_largest_share_of_one_type_and_what_the_site_holds(
+        self,
+    ) -> None:
         # IRIS-7: two arms of three get the active kit at the first visit.
         assert top_share(make_study()) == Fraction(2, 3)
         demand = Forecast({"KT_IL7": 30}, blind=30)
-
-        assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 40}, demand, Fraction(2, 3)) == 20
+        # want = 30 x 2/3 + 8 = 28; held = (0 + 10) / 2 = 5: 23 sets.
+        assert resupply_sets(LEVELS, {"KT_IL7": 0, "KT_PBO": 10}, demand, Fraction(2, 3)) == 23
 
     def test_negative_counts_are_refused(self) -> None:
         with pytest.raises(ValueError, match="negative"):
@@ -133,7 +136,8 @@ class TestResupplySets:
 
 class TestResupplyBlindSafety:
     """Properties: the size of a shipment is a function of what the site could compute itself
-    (its subjects' blind demand), never of which type ran low."""
+    (its subjects' blind demand, the kits it holds of all types together), never of which
+    type ran low."""
 
     @given(levels_by_type, st.data())
     def test_size_is_the_same_whichever_type_was_consumed(
@@ -143,11 +147,12 @@ class TestResupplyBlindSafety:
         stock = {t: data.draw(counts, label=f"stock {t}") for t in types}
         blind = data.draw(counts, label="blind demand")
         x, y, *_ = data.draw(st.permutations(types), label="consumed")
-        site_a = {**stock, x: max(0, stock[x] - 1)}
-        site_b = {**stock, y: max(0, stock[y] - 1)}
+        assume(stock[x] >= 1 and stock[y] >= 1)
+        site_a = {**stock, x: stock[x] - 1}
+        site_b = {**stock, y: stock[y] - 1}
 
-        sets_a = resupply_sets(levels, site_a, Forecast({}, blind))
-        sets_b = resupply_sets(levels, site_b, Forecast({}, blind))
+        sets_a = resupply_sets(levels, site_a, Forecast({}, blind), Fraction(2, 3))
+        sets_b = resupply_sets(levels, site_b, Forecast({}, blind), Fraction(2, 3))
 
         if sets_a and sets_b:
             assert sets_a == sets_b
@@ -165,4 +170,7 @@ class TestResupplyBlindSafety:
         short = any(stock[t] - by_type[t] < lv.trigger for t, lv in levels.items())
         assert bool(sets) == short
         if sets:
-            assert sets >= demand.blind
+            # What each type would hold, were the types used evenly, then covers the blind
+            # demand and the trigger.
+            held = sum(stock.values()) // len(levels)
+            assert held + sets >= demand.blind + max(lv.trigger for lv in levels.values())

@@ -30,8 +30,11 @@ class SqlResupplyRepository:
             insert(ResupplyReviewRow)
             .values(**values, reviewed_at=at)
             .on_conflict_do_nothing(index_elements=["study_id", "review_date"])
+            .returning(ResupplyReviewRow.study_id)
         )
-        return bool(self._session.execute(statement).rowcount)  # type: ignore[attr-defined]
+        # The row inserted comes back; a conflict returns none (rowcount is not reliable for
+        # an ORM-enabled INSERT on psycopg).
+        return self._session.execute(statement).first() is not None
 
     def on_treatment(self, study: str, site: str) -> list[SubjectOnTreatment]:
         """The site's randomized subjects (not ended), each with the visits dispensed and the

@@ -674,7 +674,7 @@ def shipment_timing(obs: Observations) -> ShipmentTiming:
     instants: dict[tuple[str, str], set[datetime]] = defaultdict(set)
     for d in obs.dispensations:
         instants[(d.study, d.site)].add(d.at)
-    resupply = [s for s in obs.shipments if s.kind == "resupply"]
+    resupply = [s for s in obs.shipments if s.kind in ("resupply", "emergency")]
     hits = [s for s in resupply if s.created_at in instants[(s.study, s.site)]]
     return ShipmentTiming(len(resupply), len(hits), tuple(s.shipment_id for s in hits[:5]))
 
@@ -696,12 +696,12 @@ def shipment_composition(obs: Observations, truth: Truth) -> ShipmentComposition
         counts = Counter(truth.kit_type[(shipment.study, k.number)] for k in shipment.kits)
         by_type = {t: counts.get(t, 0) for t in sorted(types)}
         missing = any(n == 0 for n in by_type.values())
-        unequal = shipment.kind == "resupply" and len(set(by_type.values())) > 1
+        unequal = shipment.kind in ("resupply", "emergency") and len(set(by_type.values())) > 1
         single += missing
         uneven += unequal
         if (missing or unequal) and len(examples) < 5:
             examples.append((shipment.shipment_id, by_type))
-    resupply = sum(1 for s in obs.shipments if s.kind == "resupply")
+    resupply = sum(1 for s in obs.shipments if s.kind in ("resupply", "emergency"))
     return ShipmentComposition(len(obs.shipments), resupply, single, uneven, tuple(examples))
 
 
