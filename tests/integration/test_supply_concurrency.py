@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.adapters.db import migrate
 from app.adapters.db.engine import make_engine
@@ -253,6 +254,27 @@ def test_without_the_site_lock_the_conditional_update_alone_suffices(
     results, lost_races = _race(prepared, keys_dir, unlocked=True)
     _check(prepared, keys_dir, results)
     assert lost_races > 0  # the processes did collide on the same kits
+
+
+def test_a_rolled_back_unit_of_work_locks_the_site_again(prepared: str, keys_dir: Path) -> None:
+    """A refusal rolls its work back and then, in the same unit of work, ships under the
+    site's lock: the lock must be taken again, not remembered from the rolled-back
+    transaction (two refused processes did ship at once before)."""
+    container = _container(prepared, str(keys_dir))
+    try:
+        with container.uow(TEST_ACTOR) as uow:
+            uow.supply.lock_site(STUDY, SITE)
+            uow.supply.stock(STUDY, KitStatus.AT_SITE, site=SITE)
+            uow.rollback()
+            uow.supply.lock_site(STUDY, SITE)
+            uow.supply.stock(STUDY, KitStatus.AT_SITE, site=SITE)
+            with container.engine.connect() as other, pytest.raises(OperationalError):
+                other.execute(
+                    text("SELECT 1 FROM site WHERE code = :code FOR UPDATE NOWAIT"),
+                    {"code": SITE},
+                )
+    finally:
+        container.dispose()
 
 
 def test_a_lost_move_reads_the_stock_again(prepared: str, keys_dir: Path) -> None:

@@ -61,17 +61,7 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         self.session = self._session_factory()
         self._events = []
-        self.studies = SqlStudyRepository(self.session, self._keys)
-        self.clients = SqlClientRepository(self.session)
-        self.throttle = SqlThrottleRepository(self.session)
-        self.audit = SqlAuditReader(self.session)
-        self.subjects = SqlSubjectRepository(self.session, self._keys)
-        self.lists = SqlListRepository(self.session, self._keys)
-        self.supply = SqlSupplyRepository(self.session, self._keys)
-        self.resupply = SqlResupplyRepository(self.session)
-        self.blinding = SqlBlindingRepository(self.session, self._keys)
-        self.users = SqlUserRepository(self.session, self._keys)
-        self.web_sessions = SqlWebSessionRepository(self.session)
+        self._open_repositories()
         check = caller_check.get()
         if check is None and self._idempotency is None:
             return self
@@ -88,6 +78,21 @@ class SqlUnitOfWork:
             raise
         return self
 
+    def _open_repositories(self) -> None:
+        """Repositories for the session's transaction (some remember what it has locked, so a
+        rolled-back transaction's are replaced: its locks are gone)."""
+        self.studies = SqlStudyRepository(self.session, self._keys)
+        self.clients = SqlClientRepository(self.session)
+        self.throttle = SqlThrottleRepository(self.session)
+        self.audit = SqlAuditReader(self.session)
+        self.subjects = SqlSubjectRepository(self.session, self._keys)
+        self.lists = SqlListRepository(self.session, self._keys)
+        self.supply = SqlSupplyRepository(self.session, self._keys)
+        self.resupply = SqlResupplyRepository(self.session)
+        self.blinding = SqlBlindingRepository(self.session, self._keys)
+        self.users = SqlUserRepository(self.session, self._keys)
+        self.web_sessions = SqlWebSessionRepository(self.session)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -99,7 +104,8 @@ class SqlUnitOfWork:
                 # A unit of work left without commit still answers only a valid caller.
                 hot.flush(self.session)
         finally:
-            self.rollback()
+            self._events = []
+            self.session.rollback()
             self.session.close()
 
     def record(self, event: AuditEvent) -> None:
@@ -115,5 +121,7 @@ class SqlUnitOfWork:
         self._keys.committed(self.session)
 
     def rollback(self) -> None:
+        """Drop the transaction's work; the unit of work may go on in a new transaction."""
         self._events = []
         self.session.rollback()
+        self._open_repositories()
