@@ -31,7 +31,7 @@ def test_summary_has_the_later_visit_refusal_rate_and_expiry_waste() -> None:
         "iris-7a": {"attempted": 40, "refused": 2, "refusal_rate": 0.05}
     }
     assert figures["expiry_waste"] == {
-        "iris-7a": {"expired_at_sites": 4, "expired_at_depots": None}
+        "iris-7a": {"expired_at_sites": 4, "expired_at_depots": None, "left_at_sites": 9}
     }
 
 

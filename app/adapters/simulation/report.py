@@ -43,7 +43,11 @@ def summary(results: Results) -> dict[str, Any]:
         },
         # The API counts expired kits at sites only: a depot's inventory is not exposed.
         "expiry_waste": {
-            s: {"expired_at_sites": results.expired_at_sites(s), "expired_at_depots": None}
+            s: {
+                "expired_at_sites": results.expired_at_sites(s),
+                "expired_at_depots": None,
+                "left_at_sites": results.left_at_sites(s),
+            }
             for s in studies
         },
         "unblinded": results.unblinded,
@@ -113,6 +117,7 @@ def print_tables(results: Results, console: Console) -> None:
         "refused for supply",
         "refusal rate",
         "kits expired at sites",
+        "kits left at sites",
     ):
         later.add_column(column, justify="left" if column == "study" else "right")
     for study, values in figures["later_visits"].items():
@@ -122,6 +127,7 @@ def print_tables(results: Results, console: Console) -> None:
             str(values["refused"]),
             f"{values['refusal_rate']:.2%}",
             str(figures["expiry_waste"][study]["expired_at_sites"]),
+            str(figures["expiry_waste"][study]["left_at_sites"]),
         )
     console.print(later)
     console.print(

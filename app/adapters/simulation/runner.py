@@ -82,6 +82,12 @@ class Results:
         """Kits expired at the study's sites, from the last inventory read."""
         return sum(c.get("expired", 0) for c in self.site_counts.get(study, {}).values())
 
+    def left_at_sites(self, study: str) -> int:
+        """Kits still usable at the study's sites at the end (the supply's overhead: every
+        shipment carries every type alike, so a site accumulates the types its subjects
+        happen to use less), from the last inventory read."""
+        return sum(c.get("at_site", 0) for c in self.site_counts.get(study, {}).values())
+
 
 class Api:
     """An HTTP client that gets and refreshes tokens and times every call by endpoint."""
