@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -317,23 +317,3 @@ def daily_review(
         )
         uow.commit(shipments)
     return shipments
-
-
-def review_all_studies(
-    uow_factory: Callable[[], UnitOfWork], now: datetime | None = None
-) -> dict[str, list[ShipmentRecord]]:
-    """`daily_review` of every study not yet reviewed today, each in its own transaction
-    (the server's housekeeping). A study whose kits changed meanwhile is left for the next
-    run."""
-    with uow_factory() as uow:
-        slugs = [stored.slug for stored in uow.studies.list()]
-    sent: dict[str, list[ShipmentRecord]] = {}
-    for slug in slugs:
-        try:
-            found = daily_review(uow_factory(), slug, now)
-        except SupplyBusy:
-            log.info("resupply review deferred: kits moved meanwhile", extra={"study": slug})
-            continue
-        if found:
-            sent[slug] = found
-    return sent

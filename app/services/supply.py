@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -418,25 +418,6 @@ def expire_kits(uow: UnitOfWork, slug: str, now: datetime | None = None) -> dict
                 )
             )
         uow.commit(expired)
-    return expired
-
-
-def expire_all_studies(
-    uow_factory: Callable[[], UnitOfWork],
-) -> dict[str, dict[str, list[str]]]:
-    """`expire_kits` for every study, each in its own transaction (the server's periodic
-    housekeeping). A study whose kits changed meanwhile is left for the next run."""
-    with uow_factory() as uow:
-        slugs = [stored.slug for stored in uow.studies.list()]
-    expired: dict[str, dict[str, list[str]]] = {}
-    for slug in slugs:
-        try:
-            found = expire_kits(uow_factory(), slug)
-        except SupplyBusy:
-            log.info("kit expiry deferred: kits moved meanwhile", extra={"study": slug})
-            continue
-        if found:
-            expired[slug] = found
     return expired
 
 
