@@ -4,6 +4,7 @@ one as clean (app.adapters.simulation.leaks)."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,6 +18,9 @@ from app.adapters.simulation.leaks import (
     SeenShipment,
     Truth,
 )
+from app.adapters.studyfiles.codec import read_study_file
+from app.domain.study import Study, SupplyLevels
+from tests.conftest import STUDIES_DIR
 
 STUDY = "s"
 T0 = datetime(2027, 3, 1, 9, tzinfo=UTC)
@@ -278,3 +282,117 @@ def test_observations_serialise_to_json() -> None:
     data = rec.obs.to_json()
     assert [len(data[k]) for k in ("shipments", "dispensations", "refusals")] == [1, 1, 1]
     assert data["dispensations"][0]["kits"] == [["A1", "L0001", "2028-01-31"]]
+
+
+def one_visit_study(initial: int, trigger: int) -> Study:
+    """IRIS-7A dosed once (D1, with the randomization): the review's forecast is then the
+    blind share of the subjects expected alone (2/3 KT_IL7, 1/3 KT_PBO, rounded up)."""
+    study, _doc, _sha = read_study_file(STUDIES_DIR / "iris-7a.toml")
+    levels = SupplyLevels(initial=initial, trigger=trigger, resupply=trigger + 2)
+    return replace(
+        study,
+        slug=STUDY,
+        visits=tuple(v for v in study.visits if v.code == "D1"),
+        supply=replace(study.supply, levels=dict.fromkeys(study.supply.levels, levels)),
+    )
+
+
+class TestReviewTiming:
+    """Channel 3 (c): whether a daily review ships, against pairs of visits between reviews."""
+
+    DAY = timedelta(days=1)
+
+    def sites(
+        self, outcomes: list[tuple[str, str, bool]], initial: int = 40, visit: str = "V1"
+    ) -> tuple[Observations, dict[str, str]]:
+        """One site an outcome: `initial` kits (half of each type) received the day before,
+        two subjects dosed on day 0 with kits of the given types, a resupply shipment from
+        the review of day 1 when told, and an emergency one on day 3 (so the site knows its
+        depot could still ship at day 1); each received the day after it was made."""
+        obs, types = Observations(), {}
+
+        def receive(site: str, kind: str, made: datetime, numbers: list[str]) -> None:
+            kits = tuple(kit(n) for n in numbers)
+            shipment = SeenShipment(
+                obs.next_seq(),
+                STUDY,
+                site,
+                f"SH-{site}-{made.day}",
+                kind,
+                made,
+                made + self.DAY,
+                kits,
+            )
+            obs.shipments.append(shipment)
+
+        for i, (first, second, shipped) in enumerate(outcomes):
+            site = f"S{i}"
+            half = initial // 2
+            receive(site, "initial", T0 - self.DAY, [f"{site}-{n}" for n in range(2 * half)])
+            for subject, kit_type in (("X", first), ("Y", second)):
+                number = f"{site}-{subject}"
+                types[number] = kit_type
+                obs.dispensations.append(
+                    SeenDispensation(
+                        obs.next_seq(), STUDY, site, number, visit, 0, T0, (kit(number),)
+                    )
+                )
+            if shipped:
+                receive(site, "resupply", T0 + self.DAY, [f"{site}-R1", f"{site}-R2"])
+            receive(site, "emergency", T0 + 3 * self.DAY, [f"{site}-L1", f"{site}-L2"])
+        return obs, types
+
+    def test_shipments_after_same_type_pairs_tell_them_apart(self) -> None:
+        outcomes = [("A", "A", True), ("A", "B", False), ("B", "B", True), ("B", "A", False)]
+        obs, types = self.sites(outcomes * 2)
+        windows = leaks.review_windows(obs)
+        assert {(w.review - T0.date()).days for w in windows} == {1, 2, 3}
+        day_one = [w for w in windows if w.review == T0.date() + self.DAY]
+        assert [(w.shipped, w.told, len(w.dispensations)) for w in day_one[:2]] == [
+            (True, True, 2),
+            (False, True, 2),
+        ]
+        found = leaks.review_ship_auc(windows, truth(types))
+        assert (found.reviews, found.shipped, found.pairs) == (24, 4, 8)
+        assert found.auc == 1.0
+
+    def test_shipments_regardless_of_type_say_nothing(self) -> None:
+        outcomes = [("A", "A", True), ("A", "B", True), ("B", "B", False), ("B", "A", False)]
+        obs, types = self.sites(outcomes)
+        assert leaks.review_ship_auc(leaks.review_windows(obs), truth(types)).auc == 0.5
+
+    def test_no_shipment_after_the_last_one_tells_nothing(self) -> None:
+        """The depot may have run out: a review that shipped nothing after the last one
+        that shipped to the site is not read."""
+        obs, types = self.sites([("A", "A", False)])
+        obs.shipments = [s for s in obs.shipments if s.kind == "initial"]  # none later
+        obs.dispensations.append(
+            SeenDispensation(obs.next_seq(), STUDY, "S0", "Z", "V1", 0, T0 + 2 * self.DAY, ())
+        )
+        windows = leaks.review_windows(obs)
+        assert [(w.shipped, w.told) for w in windows] == [(False, False)]
+        assert leaks.review_ship_auc(windows, truth(types)).pairs == 0
+
+    def test_enumerating_arms_under_the_rule_names_pairs(self) -> None:
+        """6 sets, trigger 3; two subjects a site, one kit each: at the review of day 1 the
+        forecast is 2 KT_IL7 and 1 KT_PBO, so the site is short (and shipped) exactly when
+        both kits were KT_IL7 (arms CYT107_*): that pair is made certain; no shipment leaves
+        KT_IL7 + KT_PBO or two KT_PBO (posterior of one type 1/5)."""
+        study = one_visit_study(initial=6, trigger=3)
+        il7, pbo = "KT_IL7", "KT_PBO"
+        outcomes = [(il7, il7, True), (il7, pbo, False), (pbo, pbo, False), (pbo, il7, False)]
+        obs, types = self.sites(outcomes, initial=12, visit="D1")
+        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types))
+        assert (found.sites, found.enumerated, found.contradicted) == (4, 4, 0)
+        assert (found.pairs, found.certain, found.certain_right) == (4, 1, 1)
+        # different pairs score 4/5; one type: 0 (certain) and 4/5
+        assert found.auc == pytest.approx(0.75)
+
+    def test_a_site_never_short_tells_nothing(self) -> None:
+        study = one_visit_study(initial=40, trigger=3)
+        il7, pbo = "KT_IL7", "KT_PBO"
+        outcomes = [(il7, il7, False), (il7, pbo, False), (pbo, pbo, False), (pbo, il7, False)]
+        obs, types = self.sites(outcomes, initial=80, visit="D1")
+        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types))
+        assert (found.contradicted, found.certain, found.shifted) == (0, 0, 0)
+        assert found.auc == 0.5

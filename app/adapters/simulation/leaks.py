@@ -22,6 +22,13 @@ Channels (issue 17):
    triggered it; per-type counts that are not whole sets, or a shipment missing a type,
    follow which type ran low. AUC: a shipment's size as the score for "two of its kits are
    of different types" (small shipments are lopsided under a trigger/restore rule).
+   Whether a daily review ships (`review_windows`, `review_ship_auc`, `review_enumeration`):
+   pairs of visits of two subjects at a site between two reviews, against the next review's
+   ship / no-ship as the site saw it; a simple score (no shipment: "different"), and the
+   issue's attacker, who replays the documented rule (app.domain.resupply) over every
+   assignment of arms to the site's subjects and keeps those that match every review. Both
+   AUCs compare only pairs of the same two visit codes, so the dispensing table's own
+   information is not counted.
 
 Every AUC is the Mann-Whitney probability that a pair of different types scores above a
 pair of one type (ties count half): 0.5 means the score says nothing.
@@ -33,9 +40,12 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import combinations
 from typing import Any
+
+from app.domain.resupply import OnTreatment, forecast
+from app.domain.study import Study
 
 Key = tuple[str, str]  # (study, kit number) or (study, subject)
 
@@ -720,6 +730,443 @@ def shipment_size_auc(obs: Observations, truth: Truth) -> tuple[float | None, in
         same[size] += same_pairs
         differ[size] += total_pairs - same_pairs
     return auc(differ, same), sum(differ.values()) + sum(same.values())
+
+
+# --- channel 3 (c): whether a daily review ships --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewWindow:
+    """A site's dispensations between two consecutive daily reviews, and whether the second
+    review sent the site a resupply shipment (as the site saw it: a shipment received with
+    its creation time on the review's date). `told`: whether that says if the site was
+    short (some type's stock less forecast below its trigger): a shipment always does; no
+    shipment does only while the depot could still make a whole set, which the site knows
+    up to the day of the last resupply or emergency shipment it was sent (a depot's stock
+    only falls)."""
+
+    study: str
+    site: str
+    review: date
+    shipped: bool
+    told: bool
+    dispensations: tuple[SeenDispensation, ...]
+
+
+def review_windows(obs: Observations) -> list[ReviewWindow]:
+    """Each site's daily reviews, from the day after its first dispensation to the day
+    before the study's last observed day (a shipment created at a later review may not
+    have been received yet): the reviews run once a day at the day's start, before any
+    dispensation of that day, so the dispensations of a date D-1 fall between the reviews
+    of D-1 and D. Emergency shipments (made at a refusal, not at a review) are no
+    review's decision."""
+    last: dict[str, date] = {}
+    for d in obs.dispensations:
+        last[d.study] = max(last.get(d.study, d.at.date()), d.at.date())
+    for s in obs.shipments:
+        if s.received_at is not None:
+            last[s.study] = max(last.get(s.study, s.received_at.date()), s.received_at.date())
+    shipped = {
+        (s.study, s.site, s.created_at.date()) for s in obs.shipments if s.kind == "resupply"
+    }
+    last_shipped: dict[tuple[str, str], date] = {}  # the depot could still make a set
+    for s in obs.shipments:
+        if s.kind in ("resupply", "emergency"):
+            place, day = (s.study, s.site), s.created_at.date()
+            last_shipped[place] = max(last_shipped.get(place, day), day)
+    by_site: dict[tuple[str, str], dict[date, list[SeenDispensation]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for d in sorted(obs.dispensations, key=lambda d: d.seq):
+        by_site[(d.study, d.site)][d.at.date()].append(d)
+    windows = []
+    for (study, site), by_day in sorted(by_site.items()):
+        day = min(by_day) + timedelta(days=1)
+        while day < last[study]:
+            sent = (study, site, day) in shipped
+            windows.append(
+                ReviewWindow(
+                    study,
+                    site,
+                    day,
+                    sent,
+                    sent or day <= last_shipped.get((study, site), day - timedelta(days=1)),
+                    tuple(by_day.get(day - timedelta(days=1), ())),
+                )
+            )
+            day += timedelta(days=1)
+    return windows
+
+
+def _visit_pairs(
+    window: ReviewWindow,
+) -> Iterable[tuple[SeenDispensation, SeenDispensation]]:
+    """Pairs of visits of two subjects in the window (a visit's kits are of one type)."""
+    for a, b in combinations(window.dispensations, 2):
+        if a.subject != b.subject and a.kits and b.kits:
+            yield a, b
+
+
+def _stratum(a: SeenDispensation, b: SeenDispensation) -> tuple[str, str, str]:
+    first, second = sorted((a.visit, b.visit))
+    return (a.study, first, second)
+
+
+def _same(truth: Truth, a: SeenDispensation, b: SeenDispensation) -> bool:
+    return (
+        truth.kit_type[(a.study, a.kits[0].number)] == truth.kit_type[(b.study, b.kits[0].number)]
+    )
+
+
+class _Strata:
+    """Scores of pairs of different and of one type, by stratum: the AUC compares pairs of
+    one stratum only (here the two visits' codes), so what the dispensing table tells of a
+    pair of visits by their codes alone is not taken for a leak."""
+
+    def __init__(self) -> None:
+        self.differ: dict[Any, Counter[float]] = defaultdict(Counter)
+        self.same: dict[Any, Counter[float]] = defaultdict(Counter)
+
+    def add(self, stratum: Any, score: float, same: bool) -> None:
+        (self.same if same else self.differ)[stratum][score] += 1
+
+    @property
+    def pairs(self) -> int:
+        return sum(sum(c.values()) for c in (*self.differ.values(), *self.same.values()))
+
+    def auc(self) -> float | None:
+        wins = total = 0.0
+        for stratum, differ in self.differ.items():
+            same = self.same.get(stratum, Counter())
+            found = auc(differ, same)
+            if found is not None:
+                weight = sum(differ.values()) * sum(same.values())
+                wins += found * weight
+                total += weight
+        return wins / total if total else None
+
+
+@dataclass(frozen=True)
+class ReviewShipAuc:
+    """Channel 3 (c), the simple attacker: a pair of visits at one site between two reviews
+    scores "of different types" when the next review shipped nothing (a type used twice
+    is likelier to fall below its trigger). Stratified by the pair's visit codes."""
+
+    reviews: int
+    shipped: int
+    pairs: int
+    auc: float | None
+
+
+def review_ship_auc(windows: Sequence[ReviewWindow], truth: Truth) -> ReviewShipAuc:
+    strata = _Strata()
+    told = [w for w in windows if w.told]
+    for window in told:
+        for a, b in _visit_pairs(window):
+            strata.add(_stratum(a, b), 0.0 if window.shipped else 1.0, _same(truth, a, b))
+    return ReviewShipAuc(
+        reviews=len(told),
+        shipped=sum(w.shipped for w in told),
+        pairs=strata.pairs,
+        auc=strata.auc(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Latent:
+    """What the site does not know: a subject's arm, or the type of a kit that left its
+    stock unseen (damaged at receipt, or no longer dispensable). `take[i]`: for option i,
+    the kits it takes from stock less forecast at each (review, type), flattened."""
+
+    options: tuple[str, ...]
+    weights: tuple[int, ...]
+    first: int  # the first review it changes
+    take: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class ReviewEnumeration:
+    """Channel 3 (c), the enumerating attacker (the issue's): at each site, every
+    assignment of arms to its subjects (and of types to the kits that left its stock
+    unseen) is replayed through the documented review rule (app.domain.resupply) with
+    what the site knows; the assignments whose ship / no-ship decisions match every
+    review the site saw are kept, weighted by the allocation ratio. A pair of visits
+    between two reviews scores "of different types" by the share of the kept weight in
+    which they differ; stratified AUC as `review_ship_auc`. `certain`: pairs whose
+    posterior is 0 or 1 (`certain_right`: right), `prior_certain`: of those, how many the
+    dispensing table alone makes certain (none for pairs of two subjects)."""
+
+    sites: int
+    enumerated: int  # sites replayed
+    too_large: int  # sites with more assignments than the attacker's budget
+    contradicted: int  # sites where no assignment matches every review (model mismatch)
+    assignments: int  # replayed, over all sites
+    kept: int  # matching every review
+    pairs: int
+    auc: float | None
+    certain: int
+    certain_right: int
+    shifted: int  # pairs whose posterior moved more than 0.05 from the table's prior
+
+
+def _rule_figures(
+    study: Study,
+    dispensations: Sequence[SeenDispensation],
+    reviews: Sequence[date],
+) -> tuple[list[_Latent], dict[str, int], list[list[int]]]:
+    """The subjects' arms as latents (with each subject's index), and per review and type
+    the part of stock less forecast that does not depend on the arms, less the kits
+    received: minus the forecast of the subjects expected (`forecast`'s blind share)."""
+    types = sorted(study.supply.levels)
+    table = study.dispensing.kit_type_by_arm_visit
+    all_visits = frozenset(v.code for v in study.visits)
+    arms = [a for a in study.arm_codes() if study.allocation_ratio.get(a, 0) > 0]
+    by_subject: dict[str, list[SeenDispensation]] = defaultdict(list)
+    for d in sorted(dispensations, key=lambda d: d.seq):
+        by_subject[d.subject].append(d)
+    n_types, n_reviews = len(types), len(reviews)
+
+    def state(subject: list[SeenDispensation], day: date) -> tuple[date, frozenset[str], int]:
+        before = [d for d in subject if d.at.date() < day]
+        return subject[0].at.date(), frozenset(d.visit for d in before), len(before[-1].kits)
+
+    known = [[0] * n_types for _ in reviews]
+    latents: list[_Latent] = []
+    index: dict[str, int] = {}
+    for j, day in enumerate(reviews):
+        present = [state(s, day) for s in by_subject.values() if s[0].at.date() < day]
+        blind = forecast(
+            study, [OnTreatment(arms[0], on, all_visits, q) for on, _, q in present], day
+        )
+        for t, kit_type in enumerate(types):
+            known[j][t] -= blind.by_type.get(kit_type, 0)
+    for subject in by_subject.values():
+        takes = []
+        first = next((j for j, day in enumerate(reviews) if subject[0].at.date() < day), None)
+        if first is None:
+            continue
+        for arm in arms:
+            take = [0] * (n_reviews * n_types)
+            for j in range(first, n_reviews):
+                day = reviews[j]
+                randomized_on, dispensed, quantity = state(subject, day)
+                used: Counter[str] = Counter()
+                for d in subject:
+                    taken = table.get((arm, d.visit))
+                    if d.at.date() < day and taken is not None:
+                        used[taken] += len(d.kits)
+                coming = forecast(
+                    study, [OnTreatment(arm, randomized_on, dispensed, quantity)], day
+                ).by_type
+                alone = forecast(
+                    study, [OnTreatment(arm, randomized_on, all_visits, quantity)], day
+                ).by_type
+                for t, kit_type in enumerate(types):
+                    take[j * n_types + t] = (
+                        used[kit_type] + coming.get(kit_type, 0) - alone.get(kit_type, 0)
+                    )
+            takes.append(tuple(take))
+        weights = tuple(study.allocation_ratio[a] for a in arms)
+        index[subject[0].subject] = len(latents)
+        latents.append(_Latent(tuple(arms), weights, first, tuple(takes)))
+    return latents, index, known
+
+
+def _kits_of_unknown_type(
+    study: Study,
+    shipments: Sequence[SeenShipment],
+    dispensations: Sequence[SeenDispensation],
+    reviews: Sequence[date],
+    types: Sequence[str],
+) -> list[_Latent]:
+    """Kits received that left the stock without the site learning their type: damaged at
+    receipt, or on the shelf undispensed past the do-not-dispense limit."""
+    handed: dict[str, date] = {k.number: d.at.date() for d in dispensations for k in d.kits}
+    dnd = timedelta(days=study.supply.do_not_dispense_days)
+    n_types = len(types)
+    found = []
+    for shipment in shipments:
+        if shipment.received_at is None:
+            continue
+        received = shipment.received_at.date()
+        for kit in shipment.kits:
+            if kit.number in shipment.damaged:
+                first = next((j for j, day in enumerate(reviews) if received < day), None)
+            else:
+                first = next(
+                    (
+                        j
+                        for j, day in enumerate(reviews)
+                        if received < day
+                        and kit.expiry <= day + dnd
+                        and not (kit.number in handed and handed[kit.number] < day)
+                    ),
+                    None,
+                )
+            if first is None:
+                continue
+            takes = []
+            for t in range(n_types):
+                take = [0] * (len(reviews) * n_types)
+                for j in range(first, len(reviews)):
+                    take[j * n_types + t] = 1
+                takes.append(tuple(take))
+            found.append(_Latent(tuple(types), (1,) * n_types, first, tuple(takes)))
+    return found
+
+
+def _replay(
+    latents: Sequence[_Latent],
+    margin: Sequence[Sequence[int]],
+    triggers: Sequence[int],
+    shipped: Sequence[bool | None],
+    budget: int,
+) -> tuple[list[tuple[int, ...]], int] | None:
+    """Depth first over the latents (ordered by the first review they change), checking
+    each review as soon as every latent it depends on is chosen. Returns the matching
+    assignments (option indexes) and the count replayed; None over the budget."""
+    n_reviews, n_types = len(margin), len(triggers)
+    total = 1
+    for latent in latents:
+        total *= len(latent.options)
+    if total > budget:
+        return None
+    order = sorted(range(len(latents)), key=lambda i: latents[i].first)
+    ready = [latents[i].first for i in order[1:]] + [n_reviews]
+    kept: list[tuple[int, ...]] = []
+    sums = [0] * (n_reviews * n_types)
+    choice = [0] * len(latents)
+
+    def agrees(j: int) -> bool:
+        if shipped[j] is None:
+            return True
+        short = any(margin[j][t] - sums[j * n_types + t] < triggers[t] for t in range(n_types))
+        return short == shipped[j]
+
+    def visit(depth: int, checked: int) -> None:
+        if depth == len(order):
+            kept.append(tuple(choice))
+            return
+        index = order[depth]
+        latent = latents[index]
+        upto = ready[depth]
+        for option, take in enumerate(latent.take):
+            for k, n in enumerate(take):
+                sums[k] += n
+            if all(agrees(j) for j in range(checked, upto)):
+                choice[index] = option
+                visit(depth + 1, max(checked, upto))
+            for k, n in enumerate(take):
+                sums[k] -= n
+
+    start = latents[order[0]].first if latents else n_reviews
+    if all(agrees(j) for j in range(start)):
+        visit(0, start)
+    return kept, total
+
+
+def review_enumeration(
+    obs: Observations,
+    studies: Mapping[str, Study],
+    truth: Truth,
+    windows: Sequence[ReviewWindow] | None = None,
+    budget: int = 400_000,
+) -> ReviewEnumeration:
+    windows = review_windows(obs) if windows is None else windows
+    by_site: dict[tuple[str, str], list[ReviewWindow]] = defaultdict(list)
+    for window in windows:
+        by_site[(window.study, window.site)].append(window)
+    dispensations: dict[tuple[str, str], list[SeenDispensation]] = defaultdict(list)
+    for d in obs.dispensations:
+        dispensations[(d.study, d.site)].append(d)
+    shipments: dict[tuple[str, str], list[SeenShipment]] = defaultdict(list)
+    for s in obs.shipments:
+        shipments[(s.study, s.site)].append(s)
+
+    strata = _Strata()
+    enumerated = too_large = contradicted = replayed = kept_total = 0
+    certain = certain_right = shifted = 0
+    for (slug, site), found in sorted(by_site.items()):
+        study = studies[slug]
+        reviews = [w.review for w in found]
+        types = sorted(study.supply.levels)
+        latents, index, known = _rule_figures(study, dispensations[(slug, site)], reviews)
+        latents += _kits_of_unknown_type(
+            study, shipments[(slug, site)], dispensations[(slug, site)], reviews, types
+        )
+        n_types = len(types)
+        margin = [list(row) for row in known]
+        for j, day in enumerate(reviews):
+            for s in shipments[(slug, site)]:
+                if s.created_at.date() < day:
+                    for t in range(n_types):
+                        margin[j][t] += len(s.kits) // n_types
+        triggers = [study.supply.levels[t].trigger for t in types]
+        result = _replay(
+            latents, margin, triggers, [w.shipped if w.told else None for w in found], budget
+        )
+        if result is None:
+            too_large += 1
+            continue
+        kept, total = result
+        enumerated += 1
+        replayed += total
+        kept_total += len(kept)
+        if not kept:
+            contradicted += 1
+            continue
+        weights = [1] * len(kept)
+        for i, choice in enumerate(kept):
+            w = 1
+            for latent, option in zip(latents, choice, strict=True):
+                w *= latent.weights[option]
+            weights[i] = w
+        joint: dict[tuple[int, int], Counter[tuple[int, int]]] = {}
+        table = study.dispensing.kit_type_by_arm_visit
+        arms = tuple(a for a in study.arm_codes() if study.allocation_ratio.get(a, 0) > 0)
+        ratio = [study.allocation_ratio[a] for a in arms]
+        for window in found:
+            for a, b in _visit_pairs(window):
+                i, k = index[a.subject], index[b.subject]
+                if (i, k) not in joint:
+                    joint[(i, k)] = Counter()
+                    for choice, w in zip(kept, weights, strict=True):
+                        joint[(i, k)][(choice[i], choice[k])] += w
+                pairs = joint[(i, k)]
+                alike = sum(
+                    w
+                    for (x, y), w in pairs.items()
+                    if table.get((arms[x], a.visit)) == table.get((arms[y], b.visit))
+                )
+                posterior = alike / sum(pairs.values())
+                prior = (
+                    sum(
+                        ratio[x] * ratio[y]
+                        for x in range(len(arms))
+                        for y in range(len(arms))
+                        if table.get((arms[x], a.visit)) == table.get((arms[y], b.visit))
+                    )
+                    / sum(ratio) ** 2
+                )
+                same = _same(truth, a, b)
+                strata.add(_stratum(a, b), 1.0 - posterior, same)
+                shifted += abs(posterior - prior) > 0.05
+                if posterior in (0.0, 1.0):
+                    certain += 1
+                    certain_right += (posterior == 1.0) == same
+    return ReviewEnumeration(
+        sites=len(by_site),
+        enumerated=enumerated,
+        too_large=too_large,
+        contradicted=contradicted,
+        assignments=replayed,
+        kept=kept_total,
+        pairs=strata.pairs,
+        auc=strata.auc(),
+        certain=certain,
+        certain_right=certain_right,
+        shifted=shifted,
+    )
 
 
 def describe(items: Iterable[tuple[str, object]]) -> str:
