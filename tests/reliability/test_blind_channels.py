@@ -27,7 +27,9 @@ import pytest
 from app.adapters.simulation import leaks
 from app.adapters.simulation import service as sim
 from app.adapters.simulation.runner import Results, Simulation
+from app.adapters.studyfiles.codec import parse_document, to_domain
 from app.domain.roles import Role
+from app.domain.study import Study
 from tests.conftest import BACKENDS, TEST_ACTOR, FreshDatabases
 from tests.reliability.service import Credentials, Service, study_document
 
@@ -324,4 +326,81 @@ def test_resupply_timing_and_composition_say_nothing_of_the_type(trial: Trial) -
             f"shipments carry unequal counts by type, e.g. {composition.examples[:3]}"
         )
     _in_band("shipment size", size_auc, size_pairs, 200, problems)
+    _judge(problems)
+
+
+def _studies() -> dict[str, Study]:
+    """The studies' design as the sites know it (the review rule reads no site)."""
+    return {
+        slug: to_domain(parse_document(study_document(slug), slug))
+        for slug in ("iris-7a", "iris-7b")
+    }
+
+
+@pytest.fixture(scope="module")
+def reviews(trial: Trial) -> tuple[leaks.ReviewShipAuc, leaks.ReviewEnumeration]:
+    """Channel 3 (c), both attackers, once for the module's trial."""
+    windows = leaks.review_windows(trial.observations)
+    simple = leaks.review_ship_auc(windows, trial.truth)
+    started = time.monotonic()
+    enumerated = leaks.review_enumeration(trial.observations, _studies(), trial.truth, windows)
+    figures = {
+        "simple": asdict(simple),
+        "enumeration": asdict(enumerated),
+        "enumeration_seconds": round(time.monotonic() - started, 1),
+    }
+    print("\nchannel 3 (c), whether a review ships:\n" + leaks.describe(figures.items()))
+    trial.write("channel-3-review-timing", figures)
+    return simple, enumerated
+
+
+def test_whether_a_review_ships_says_nothing_of_the_type(
+    reviews: tuple[leaks.ReviewShipAuc, leaks.ReviewEnumeration],
+) -> None:
+    """The simple attacker: pairs of visits at a site between two daily reviews, scored
+    "of different types" when the next review shipped nothing (stratified by the pair's
+    visit codes). Also checks that the enumerating attacker replays the rule as it runs:
+    at every site the true arms match every review the site could read."""
+    simple, enumerated = reviews
+    problems: list[str] = []
+    if simple.shipped < 30:
+        problems.append(f"too little data: {simple.shipped} reviews shipped")
+    _in_band("next review shipped", simple.auc, simple.pairs, 300, problems)
+    if enumerated.contradicted:
+        problems.append(
+            f"{enumerated.contradicted} of {enumerated.enumerated} sites match no assignment: "
+            "the attacker's replay of the review rule (leaks.review_enumeration) is out of date"
+        )
+    if enumerated.too_large > enumerated.sites // 4:
+        problems.append(
+            f"{enumerated.too_large} of {enumerated.sites} sites over the attacker's budget"
+        )
+    _judge(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "channel 3 (c) leaks, a finding for the resupply rule's owner: a site that replays "
+        "the documented daily review (app.domain.resupply) over every assignment of arms to "
+        "its subjects keeps 2-5 % of them (24,385 of 519,231; 12,236 of 702,687), since "
+        "whether a review ships follows each type's stock less its arm-based forecast; pairs "
+        "of visits between two reviews then separate by type: AUC 0.642 and 0.617 over 1,822 "
+        "and 1,762 pairs (stratified by visit codes), 24 and 44 pairs made certain, all right "
+        "(two trials of 156 subjects, seed 17)"
+    ),
+)
+def test_enumerated_review_decisions_say_nothing_of_the_type(
+    reviews: tuple[leaks.ReviewShipAuc, leaks.ReviewEnumeration],
+) -> None:
+    """The issue's attacker: enumerate the arms consistent with every ship / no-ship the
+    site saw under the documented rule; pairs of visits scored by their posterior of
+    being of one type. No pair made certain, AUC in the band."""
+    found = reviews[1]
+    problems: list[str] = []
+    if found.certain:
+        problems.append(
+            f"{found.certain} pairs made certain ({found.certain_right} right) by the reviews"
+        )
+    _in_band("enumerated reviews", found.auc, found.pairs, 300, problems)
     _judge(problems)
