@@ -371,6 +371,11 @@ def test_whether_a_review_ships_says_nothing_of_the_type(
             f"{enumerated.contradicted} of {enumerated.enumerated} sites match no assignment: "
             "the attacker's replay of the review rule (leaks.review_enumeration) is out of date"
         )
+    if enumerated.matched != enumerated.sites:
+        problems.append(
+            f"the true arms match every readable review at {enumerated.matched} of "
+            f"{enumerated.sites} sites, e.g. {list(enumerated.mismatches[:3])}"
+        )
     if enumerated.too_large > enumerated.sites // 4:
         problems.append(
             f"{enumerated.too_large} of {enumerated.sites} sites over the attacker's budget"
@@ -378,24 +383,15 @@ def test_whether_a_review_ships_says_nothing_of_the_type(
     _judge(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "channel 3 (c) leaks, a finding for the resupply rule's owner: a site that replays "
-        "the documented daily review (app.domain.resupply) over every assignment of arms to "
-        "its subjects keeps 2-5 % of them (24,385 of 519,231; 12,236 of 702,687), since "
-        "whether a review ships follows each type's stock less its arm-based forecast; pairs "
-        "of visits between two reviews then separate by type: AUC 0.642 and 0.617 over 1,822 "
-        "and 1,762 pairs (stratified by visit codes), 24 and 44 pairs made certain, all right "
-        "(two trials of 156 subjects, seed 17)"
-    ),
-)
 def test_enumerated_review_decisions_say_nothing_of_the_type(
     reviews: tuple[leaks.ReviewShipAuc, leaks.ReviewEnumeration],
 ) -> None:
     """The issue's attacker: enumerate the arms consistent with every ship / no-ship the
     site saw under the documented rule; pairs of visits scored by their posterior of
-    being of one type. No pair made certain, AUC in the band."""
+    being of one type. No pair made certain, AUC in the band. (Under the former rule, on
+    each type's stock less its arm-based forecast, it kept 2-5 % of the assignments: AUC
+    0.642 and 0.617, 24 and 44 pairs made certain; the rule now reads only what the site
+    counts itself, so every assignment is kept.)"""
     found = reviews[1]
     problems: list[str] = []
     if found.certain:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 
@@ -19,6 +20,7 @@ from app.adapters.simulation.leaks import (
     Truth,
 )
 from app.adapters.studyfiles.codec import read_study_file
+from app.domain.resupply import SiteCounts
 from app.domain.study import Study, SupplyLevels
 from tests.conftest import STUDIES_DIR
 
@@ -284,6 +286,9 @@ def test_observations_serialise_to_json() -> None:
     assert data["dispensations"][0]["kits"] == [["A1", "L0001", "2028-01-31"]]
 
 
+IRIS = read_study_file(STUDIES_DIR / "iris-7a.toml")[0]
+
+
 def one_visit_study(initial: int, trigger: int) -> Study:
     """IRIS-7A dosed once (D1, with the randomization): the review's forecast is then the
     blind share of the subjects expected alone (2/3 KT_IL7, 1/3 KT_PBO, rounded up)."""
@@ -295,6 +300,18 @@ def one_visit_study(initial: int, trigger: int) -> Study:
         visits=tuple(v for v in study.visits if v.code == "D1"),
         supply=replace(study.supply, levels=dict.fromkeys(study.supply.levels, levels)),
     )
+
+
+def per_type_rule(study: Study, view: leaks.ReviewView) -> int:
+    """A toy rule that reads each type's own stock (so depends on the arms): one set when a
+    type's stock falls below its trigger + 2."""
+    levels = study.supply.levels
+    return int(any(n < levels[t].trigger + 2 for t, n in view.stock_by_type.items()))
+
+
+def arms_of(types: dict[str, str]) -> dict[str, str]:
+    """The arms of the one-visit study's subjects (named by their kit) from the kit's type."""
+    return {n: "PLACEBO" if t == "KT_PBO" else "CYT107_QW" for n, t in types.items()}
 
 
 class TestReviewTiming:
@@ -328,7 +345,8 @@ class TestReviewTiming:
         for i, (first, second, shipped) in enumerate(outcomes):
             site = f"S{i}"
             half = initial // 2
-            receive(site, "initial", T0 - self.DAY, [f"{site}-{n}" for n in range(2 * half)])
+            numbers = [f"{site}-X", f"{site}-Y"] + [f"{site}-{n}" for n in range(2 * half - 2)]
+            receive(site, "initial", T0 - self.DAY, numbers)
             for subject, kit_type in (("X", first), ("Y", second)):
                 number = f"{site}-{subject}"
                 types[number] = kit_type
@@ -373,26 +391,83 @@ class TestReviewTiming:
         assert [(w.shipped, w.told) for w in windows] == [(False, False)]
         assert leaks.review_ship_auc(windows, truth(types)).pairs == 0
 
-    def test_enumerating_arms_under_the_rule_names_pairs(self) -> None:
-        """6 sets, trigger 3; two subjects a site, one kit each: at the review of day 1 the
-        forecast is 2 KT_IL7 and 1 KT_PBO, so the site is short (and shipped) exactly when
-        both kits were KT_IL7 (arms CYT107_*): that pair is made certain; no shipment leaves
-        KT_IL7 + KT_PBO or two KT_PBO (posterior of one type 1/5)."""
+    def test_enumerating_arms_under_an_arm_dependent_rule_names_pairs(self) -> None:
+        """6 kits of each type, two subjects a site, one kit each, and a toy rule on each
+        type's own stock (ship when one falls below 5): a site that used two kits of one type
+        is shipped, one of each is not, so every pair is made certain, and rightly."""
         study = one_visit_study(initial=6, trigger=3)
         il7, pbo = "KT_IL7", "KT_PBO"
-        outcomes = [(il7, il7, True), (il7, pbo, False), (pbo, pbo, False), (pbo, il7, False)]
+        outcomes = [(il7, il7, True), (il7, pbo, False), (pbo, pbo, True), (pbo, il7, False)]
         obs, types = self.sites(outcomes, initial=12, visit="D1")
-        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types))
-        assert (found.sites, found.enumerated, found.contradicted) == (4, 4, 0)
-        assert (found.pairs, found.certain, found.certain_right) == (4, 1, 1)
-        # different pairs score 4/5; one type: 0 (certain) and 4/5
-        assert found.auc == pytest.approx(0.75)
+        found = leaks.review_enumeration(
+            obs, {STUDY: study}, truth(types, arms_of(types)), rule=per_type_rule
+        )
+        assert (found.sites, found.enumerated, found.contradicted, found.matched) == (4, 4, 0, 4)
+        assert (found.pairs, found.certain, found.certain_right) == (4, 4, 4)
+        assert found.auc == 1.0
+
+    def test_the_documented_rule_tells_nothing(self) -> None:
+        """The same sites under the documented rule: at the review of day 1 each site used 2
+        of its 6 sets (low 6 - ceil(2/3 x 2) = 4) and expects its 2 subjects' kits again
+        (want ceil(2/3 x 2) + 3 = 5), so it is shipped whatever the types; every assignment
+        of arms is kept, and no pair moves from the dispensing table's prior."""
+        study = one_visit_study(initial=6, trigger=3)
+        il7, pbo = "KT_IL7", "KT_PBO"
+        outcomes = [(il7, il7, True), (il7, pbo, True), (pbo, pbo, True), (pbo, il7, True)]
+        obs, types = self.sites(outcomes, initial=12, visit="D1")
+        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types, arms_of(types)))
+        assert (found.sites, found.enumerated, found.contradicted, found.matched) == (4, 4, 0, 4)
+        assert found.kept == found.assignments == 4 * 3**2
+        assert (found.pairs, found.certain, found.shifted) == (4, 0, 0)
+        assert found.auc == 0.5
+
+    def test_a_review_the_rule_would_not_make_contradicts_the_replay(self) -> None:
+        study = one_visit_study(initial=6, trigger=3)
+        obs, types = self.sites([("KT_IL7", "KT_PBO", False)], initial=12, visit="D1")
+        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types, arms_of(types)))
+        assert (found.contradicted, found.matched) == (1, 0)
+        assert found.mismatches[0] == "S0 2027-03-02: replayed True, seen False"
+
+    def test_a_refusal_seen_makes_the_share_one_from_the_next_review(self) -> None:
+        """A refusal names the simulated day: its date is read from the events seen before
+        it. From the next review on, a refusal for supply of a later visit makes the site's
+        share 1 (every kit gone counted against each type); one of the first visit does not
+        (app.services.resupply)."""
+        obs = Observations()
+        for day, visit in ((0, "D4"), (0, "D1"), (1, "D4")):
+            at = T0 + day * self.DAY
+            obs.dispensations.append(
+                SeenDispensation(obs.next_seq(), STUDY, "S0", "X", "D1", 0, at, (kit("A1"),))
+            )
+            for code in ("insufficient_supply", "visit_not_allowed"):
+                obs.refusals.append(
+                    SeenRefusal(obs.next_seq(), STUDY, "S0", "Y", visit, 1, code, day)
+                )
+        today = T0.date()
+        assert leaks._refusal_dates(obs) == {
+            (STUDY, "S0"): [(today, "D4"), (today, "D1"), (today + self.DAY, "D4")]
+        }
+        study = replace(one_visit_study(initial=40, trigger=3), visits=IRIS.visits)
+        sites, _types = self.sites([("KT_IL7", "KT_PBO", True)], initial=80, visit="D1")
+        reviews = [today + self.DAY, today + 2 * self.DAY]
+
+        def shares(refusals: list[tuple[date, str]]) -> list[Fraction]:
+            found = leaks._site_counts(
+                study, sites.shipments, sites.dispensations, refusals, reviews
+            )
+            return [share for _counts, share in found]
+
+        assert shares([(today, "D1")]) == [Fraction(2, 3)] * 2
+        assert shares([(today + self.DAY, "D4")]) == [Fraction(2, 3), 1]
+        # the two subjects expected again (randomized within 4 days), and their D4 visits
+        found = leaks._site_counts(study, sites.shipments, sites.dispensations, [], reviews)
+        assert found[0][0] == SiteCounts(shipped=40, stock=78, demand=2 + 2)
 
     def test_a_site_never_short_tells_nothing(self) -> None:
         study = one_visit_study(initial=40, trigger=3)
         il7, pbo = "KT_IL7", "KT_PBO"
         outcomes = [(il7, il7, False), (il7, pbo, False), (pbo, pbo, False), (pbo, il7, False)]
         obs, types = self.sites(outcomes, initial=80, visit="D1")
-        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types))
-        assert (found.contradicted, found.certain, found.shifted) == (0, 0, 0)
+        found = leaks.review_enumeration(obs, {STUDY: study}, truth(types, arms_of(types)))
+        assert (found.contradicted, found.matched, found.certain, found.shifted) == (0, 4, 0, 0)
         assert found.auc == 0.5

@@ -25,10 +25,11 @@ Channels (issue 17):
    Whether a daily review ships (`review_windows`, `review_ship_auc`, `review_enumeration`):
    pairs of visits of two subjects at a site between two reviews, against the next review's
    ship / no-ship as the site saw it; a simple score (no shipment: "different"), and the
-   issue's attacker, who replays the documented rule (app.domain.resupply) over every
-   assignment of arms to the site's subjects and keeps those that match every review. Both
-   AUCs compare only pairs of the same two visit codes, so the dispensing table's own
-   information is not counted.
+   issue's attacker, who replays the documented rule (app.domain.resupply, fed with the
+   figures the site counts itself) over every assignment of arms to the site's subjects
+   and keeps those that match every review (a rule blind to the arms keeps all or none;
+   one that read each type's stock would keep few). Both AUCs compare only pairs of the
+   same two visit codes, so the dispensing table's own information is not counted.
 
 Every AUC is the Mann-Whitney probability that a pair of different types scores above a
 pair of one type (ties count half): 0.5 means the score says nothing.
@@ -37,14 +38,16 @@ pair of one type (ties count half): 0.5 means the score says nothing.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from itertools import combinations
 from typing import Any
 
-from app.domain.resupply import OnTreatment, forecast
+from app.domain.resupply import OnTreatment, SiteCounts, coming_demand, resupply_sets, top_share
 from app.domain.study import Study
 
 Key = tuple[str, str]  # (study, kit number) or (study, subject)
@@ -739,11 +742,10 @@ def shipment_size_auc(obs: Observations, truth: Truth) -> tuple[float | None, in
 class ReviewWindow:
     """A site's dispensations between two consecutive daily reviews, and whether the second
     review sent the site a resupply shipment (as the site saw it: a shipment received with
-    its creation time on the review's date). `told`: whether that says if the site was
-    short (some type's stock less forecast below its trigger): a shipment always does; no
-    shipment does only while the depot could still make a whole set, which the site knows
-    up to the day of the last resupply or emergency shipment it was sent (a depot's stock
-    only falls)."""
+    its creation time on the review's date). `told`: whether that says what the rule
+    decided: a shipment always does; no shipment does only while the depot could still
+    make a whole set, which the site knows up to the day of the last resupply or emergency
+    shipment it was sent (a depot's stock only falls)."""
 
     study: str
     site: str
@@ -873,33 +875,61 @@ def review_ship_auc(windows: Sequence[ReviewWindow], truth: Truth) -> ReviewShip
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewView:
+    """One daily review as the attacker replays it: the figures the site counts itself
+    (`counts`: kits of each type ever shipped to it, its stock of all types together, the
+    arm-blind coming demand; `share`: the design's `top_share`, 1 once the site saw a visit
+    refused for supply), and what an assignment of arms (and of types to the kits that left
+    the stock unseen) adds: each type's stock under it, the kits of the type shipped less
+    those of the type gone (dispensed, damaged, no longer dispensable)."""
+
+    counts: SiteCounts
+    share: Fraction
+    stock_by_type: Mapping[str, int]
+
+
+ReviewRule = Callable[[Study, ReviewView], int]  # the whole sets a review ships (0: none)
+
+
+def documented_rule(study: Study, view: ReviewView) -> int:
+    """The daily review as app.domain.resupply documents it: from the site's own counts."""
+    return resupply_sets(study.supply.levels, view.counts, view.share)
+
+
+@dataclass(frozen=True, slots=True)
 class _Latent:
     """What the site does not know: a subject's arm, or the type of a kit that left its
     stock unseen (damaged at receipt, or no longer dispensable). `take[i]`: for option i,
-    the kits it takes from stock less forecast at each (review, type), flattened."""
+    the kits it takes from each type's stock at each (review, type), flattened. `truth`:
+    the key that names the true option (an arm by subject, a type by kit number)."""
 
     options: tuple[str, ...]
     weights: tuple[int, ...]
     first: int  # the first review it changes
     take: tuple[tuple[int, ...], ...]
+    truth: tuple[str, str]  # ("arm", subject) or ("kit", number)
 
 
 @dataclass(frozen=True)
 class ReviewEnumeration:
     """Channel 3 (c), the enumerating attacker (the issue's): at each site, every
     assignment of arms to its subjects (and of types to the kits that left its stock
-    unseen) is replayed through the documented review rule (app.domain.resupply) with
-    what the site knows; the assignments whose ship / no-ship decisions match every
-    review the site saw are kept, weighted by the allocation ratio. A pair of visits
-    between two reviews scores "of different types" by the share of the kept weight in
-    which they differ; stratified AUC as `review_ship_auc`. `certain`: pairs whose
-    posterior is 0 or 1 (`certain_right`: right), `prior_certain`: of those, how many the
-    dispensing table alone makes certain (none for pairs of two subjects)."""
+    unseen) is replayed through the review rule (by default the documented one,
+    app.domain.resupply, fed with what the site counts itself); the assignments whose ship /
+    no-ship decisions match every review the site could read are kept, weighted by the
+    allocation ratio. A pair of visits between two reviews scores "of different types" by
+    the share of the kept weight in which they differ; stratified AUC as
+    `review_ship_auc`. A rule blind to the arms keeps every assignment or none. `certain`:
+    pairs whose posterior is 0 or 1 (`certain_right`: right). `matched`: sites where the
+    true assignment matches every readable review (the replay is the rule as it runs);
+    `mismatches`: a few reviews where it does not (site, date, replayed, seen)."""
 
     sites: int
     enumerated: int  # sites replayed
     too_large: int  # sites with more assignments than the attacker's budget
     contradicted: int  # sites where no assignment matches every review (model mismatch)
+    matched: int  # sites where the true assignment matches every readable review
+    readable: int  # reviews the sites could read, over all sites
     assignments: int  # replayed, over all sites
     kept: int  # matching every review
     pairs: int
@@ -907,69 +937,132 @@ class ReviewEnumeration:
     certain: int
     certain_right: int
     shifted: int  # pairs whose posterior moved more than 0.05 from the table's prior
+    mismatches: tuple[str, ...] = ()
 
 
-def _rule_figures(
-    study: Study,
-    dispensations: Sequence[SeenDispensation],
-    reviews: Sequence[date],
-) -> tuple[list[_Latent], dict[str, int], list[list[int]]]:
-    """The subjects' arms as latents (with each subject's index), and per review and type
-    the part of stock less forecast that does not depend on the arms, less the kits
-    received: minus the forecast of the subjects expected (`forecast`'s blind share)."""
-    types = sorted(study.supply.levels)
-    table = study.dispensing.kit_type_by_arm_visit
-    all_visits = frozenset(v.code for v in study.visits)
-    arms = [a for a in study.arm_codes() if study.allocation_ratio.get(a, 0) > 0]
+def _refusal_dates(obs: Observations) -> dict[tuple[str, str], list[tuple[date, str]]]:
+    """The refusals for supply each site saw: date and visit code. A refusal names the simulated
+    day, not a date: one clock runs every study, so day 0's date is the latest that the
+    events seen before any refusal allow (the date of the last dated event before it, less
+    its day)."""
+    dated = sorted(
+        [(d.seq, d.at.date()) for d in obs.dispensations]
+        + [(s.seq, s.received_at.date()) for s in obs.shipments if s.received_at is not None]
+    )
+    seqs = [seq for seq, _ in dated]
+    refusals = [r for r in obs.refusals if r.code == "insufficient_supply"]
+    base: date | None = None
+    for refusal in refusals:
+        i = bisect_left(seqs, refusal.seq) - 1
+        if i >= 0:
+            bound = dated[i][1] - timedelta(days=refusal.day)
+            base = bound if base is None else max(base, bound)
+    if base is None:  # nothing dated before any refusal: the first dated event after one
+        bounds = [
+            dated[i][1] - timedelta(days=r.day)
+            for r in refusals
+            if (i := bisect_left(seqs, r.seq)) < len(dated)
+        ]
+        base = min(bounds, default=None)
+    found: dict[tuple[str, str], list[tuple[date, str]]] = defaultdict(list)
+    if base is not None:
+        for refusal in refusals:
+            on = base + timedelta(days=refusal.day)
+            found[(refusal.study, refusal.site)].append((on, refusal.visit))
+    return found
+
+
+def _by_subject(dispensations: Sequence[SeenDispensation]) -> dict[str, list[SeenDispensation]]:
     by_subject: dict[str, list[SeenDispensation]] = defaultdict(list)
     for d in sorted(dispensations, key=lambda d: d.seq):
         by_subject[d.subject].append(d)
+    return by_subject
+
+
+def _site_counts(
+    study: Study,
+    shipments: Sequence[SeenShipment],
+    dispensations: Sequence[SeenDispensation],
+    refusals: Sequence[tuple[date, str]],
+    reviews: Sequence[date],
+) -> list[tuple[SiteCounts, Fraction]]:
+    """At each review (run at the day's start, before that day's receipts and visits), the
+    rule's inputs as the site counts them: kits of each type ever shipped to it (the
+    shipments created before, received or in transit, all whole sets); its stock (kits in
+    transit, and kits received neither damaged, dispensed nor inside the do-not-dispense
+    window); the coming demand of its subjects (randomization date, visits dispensed and
+    last quantity, from the dispensations); and the share: 1 after a refusal it saw of a
+    visit other than the first (app.services.resupply: the first visit's refusals, often
+    for an initial shipment not yet received, do not count)."""
+    n_types = max(1, len(study.supply.levels))
+    dnd = timedelta(days=study.supply.do_not_dispense_days)
+    handed = {k.number: d.at.date() for d in dispensations for k in d.kits}
+    subjects = _by_subject(dispensations)
+    largest = max((b.quantity for b in study.dispensing.weight_bands), default=1)
+    share = top_share(study)
+    first = min(study.visits, key=lambda v: v.day).code if study.visits else ""
+    refused_on = [on for on, visit in refusals if visit != first]
+    found = []
+    for day in reviews:
+        made = [s for s in shipments if s.created_at.date() < day]
+        shipped = sum(len(s.kits) for s in made) // n_types
+        stock = 0
+        for shipment in made:
+            if shipment.received_at is None or shipment.received_at.date() >= day:
+                stock += len(shipment.kits)  # in transit
+                continue
+            stock += sum(
+                1
+                for k in shipment.kits
+                if k.number not in shipment.damaged
+                and not (k.number in handed and handed[k.number] < day)
+                and k.expiry > day + dnd
+            )
+        present = []
+        for visits in subjects.values():
+            before = [d for d in visits if d.at.date() < day]
+            if before:
+                present.append(
+                    OnTreatment(
+                        before[0].at.date(),
+                        frozenset(d.visit for d in before),
+                        len(before[-1].kits) or largest,
+                    )
+                )
+        counts = SiteCounts(shipped, stock, coming_demand(study, present, day))
+        found.append((counts, Fraction(1) if any(r < day for r in refused_on) else share))
+    return found
+
+
+def _arm_latents(
+    study: Study, dispensations: Sequence[SeenDispensation], reviews: Sequence[date]
+) -> tuple[list[_Latent], dict[str, int]]:
+    """Each subject's arm as a latent (with the subject's index): under an arm, the kits of
+    each type its visits took before each review."""
+    types = sorted(study.supply.levels)
+    table = study.dispensing.kit_type_by_arm_visit
+    arms = tuple(a for a in study.arm_codes() if study.allocation_ratio.get(a, 0) > 0)
+    weights = tuple(study.allocation_ratio[a] for a in arms)
     n_types, n_reviews = len(types), len(reviews)
-
-    def state(subject: list[SeenDispensation], day: date) -> tuple[date, frozenset[str], int]:
-        before = [d for d in subject if d.at.date() < day]
-        return subject[0].at.date(), frozenset(d.visit for d in before), len(before[-1].kits)
-
-    known = [[0] * n_types for _ in reviews]
     latents: list[_Latent] = []
     index: dict[str, int] = {}
-    for j, day in enumerate(reviews):
-        present = [state(s, day) for s in by_subject.values() if s[0].at.date() < day]
-        blind = forecast(
-            study, [OnTreatment(arms[0], on, all_visits, q) for on, _, q in present], day
-        )
-        for t, kit_type in enumerate(types):
-            known[j][t] -= blind.by_type.get(kit_type, 0)
-    for subject in by_subject.values():
-        takes = []
-        first = next((j for j, day in enumerate(reviews) if subject[0].at.date() < day), None)
+    for subject, visits in _by_subject(dispensations).items():
+        on = visits[0].at.date()
+        first = next((j for j, day in enumerate(reviews) if on < day), None)
         if first is None:
             continue
+        takes = []
         for arm in arms:
             take = [0] * (n_reviews * n_types)
             for j in range(first, n_reviews):
-                day = reviews[j]
-                randomized_on, dispensed, quantity = state(subject, day)
-                used: Counter[str] = Counter()
-                for d in subject:
-                    taken = table.get((arm, d.visit))
-                    if d.at.date() < day and taken is not None:
-                        used[taken] += len(d.kits)
-                coming = forecast(
-                    study, [OnTreatment(arm, randomized_on, dispensed, quantity)], day
-                ).by_type
-                alone = forecast(
-                    study, [OnTreatment(arm, randomized_on, all_visits, quantity)], day
-                ).by_type
-                for t, kit_type in enumerate(types):
-                    take[j * n_types + t] = (
-                        used[kit_type] + coming.get(kit_type, 0) - alone.get(kit_type, 0)
-                    )
+                for d in visits:
+                    kit_type = table.get((arm, d.visit))
+                    if d.at.date() < reviews[j] and kit_type in types:
+                        take[j * n_types + types.index(kit_type)] += len(d.kits)
             takes.append(tuple(take))
-        weights = tuple(study.allocation_ratio[a] for a in arms)
-        index[subject[0].subject] = len(latents)
-        latents.append(_Latent(tuple(arms), weights, first, tuple(takes)))
-    return latents, index, known
+        index[subject] = len(latents)
+        latents.append(_Latent(arms, weights, first, tuple(takes), ("arm", subject)))
+    return latents, index
 
 
 def _kits_of_unknown_type(
@@ -980,7 +1073,7 @@ def _kits_of_unknown_type(
     types: Sequence[str],
 ) -> list[_Latent]:
     """Kits received that left the stock without the site learning their type: damaged at
-    receipt, or on the shelf undispensed past the do-not-dispense limit."""
+    receipt, or on the shelf undispensed inside the do-not-dispense window."""
     handed: dict[str, date] = {k.number: d.at.date() for d in dispensations for k in d.kits}
     dnd = timedelta(days=study.supply.do_not_dispense_days)
     n_types = len(types)
@@ -1011,21 +1104,47 @@ def _kits_of_unknown_type(
                 for j in range(first, len(reviews)):
                     take[j * n_types + t] = 1
                 takes.append(tuple(take))
-            found.append(_Latent(tuple(types), (1,) * n_types, first, tuple(takes)))
+            found.append(
+                _Latent(tuple(types), (1,) * n_types, first, tuple(takes), ("kit", kit.number))
+            )
     return found
+
+
+class _Rule:
+    """The rule at each review of one site, memoised on each type's stock."""
+
+    def __init__(
+        self,
+        study: Study,
+        rule: ReviewRule,
+        figures: Sequence[tuple[SiteCounts, Fraction]],
+        types: Sequence[str],
+    ) -> None:
+        self.study, self.rule, self.figures, self.types = study, rule, figures, types
+        self.cache: dict[tuple[int, tuple[int, ...]], bool] = {}
+
+    def ships(self, j: int, taken: Sequence[int]) -> bool:
+        """Whether review j ships, `taken` the kits of each type gone under an assignment."""
+        key = (j, tuple(taken))
+        found = self.cache.get(key)
+        if found is None:
+            counts, share = self.figures[j]
+            by_type = {t: counts.shipped - n for t, n in zip(self.types, taken, strict=True)}
+            found = self.rule(self.study, ReviewView(counts, share, by_type)) > 0
+            self.cache[key] = found
+        return found
 
 
 def _replay(
     latents: Sequence[_Latent],
-    margin: Sequence[Sequence[int]],
-    triggers: Sequence[int],
+    rule: _Rule,
     shipped: Sequence[bool | None],
     budget: int,
 ) -> tuple[list[tuple[int, ...]], int] | None:
     """Depth first over the latents (ordered by the first review they change), checking
     each review as soon as every latent it depends on is chosen. Returns the matching
     assignments (option indexes) and the count replayed; None over the budget."""
-    n_reviews, n_types = len(margin), len(triggers)
+    n_reviews, n_types = len(shipped), len(rule.types)
     total = 1
     for latent in latents:
         total *= len(latent.options)
@@ -1040,8 +1159,7 @@ def _replay(
     def agrees(j: int) -> bool:
         if shipped[j] is None:
             return True
-        short = any(margin[j][t] - sums[j * n_types + t] < triggers[t] for t in range(n_types))
-        return short == shipped[j]
+        return rule.ships(j, sums[j * n_types : (j + 1) * n_types]) == shipped[j]
 
     def visit(depth: int, checked: int) -> None:
         if depth == len(order):
@@ -1065,12 +1183,38 @@ def _replay(
     return kept, total
 
 
+def _true_mismatches(
+    latents: Sequence[_Latent],
+    rule: _Rule,
+    windows: Sequence[ReviewWindow],
+    truth: Truth,
+    study: str,
+) -> list[str] | None:
+    """The readable reviews where the true assignment's decision is not the one seen
+    (None: the truth does not name every latent)."""
+    n_types = len(rule.types)
+    sums = [0] * (len(windows) * n_types)
+    for latent in latents:
+        kind, name = latent.truth
+        true = truth.arm.get((study, name)) if kind == "arm" else truth.kit_type.get((study, name))
+        if true not in latent.options:
+            return None
+        for k, n in enumerate(latent.take[latent.options.index(true)]):
+            sums[k] += n
+    return [
+        f"{w.site} {w.review}: replayed {not w.shipped}, seen {w.shipped}"
+        for j, w in enumerate(windows)
+        if w.told and rule.ships(j, sums[j * n_types : (j + 1) * n_types]) != w.shipped
+    ]
+
+
 def review_enumeration(
     obs: Observations,
     studies: Mapping[str, Study],
     truth: Truth,
     windows: Sequence[ReviewWindow] | None = None,
     budget: int = 400_000,
+    rule: ReviewRule = documented_rule,
 ) -> ReviewEnumeration:
     windows = review_windows(obs) if windows is None else windows
     by_site: dict[tuple[str, str], list[ReviewWindow]] = defaultdict(list)
@@ -1082,29 +1226,33 @@ def review_enumeration(
     shipments: dict[tuple[str, str], list[SeenShipment]] = defaultdict(list)
     for s in obs.shipments:
         shipments[(s.study, s.site)].append(s)
+    refused = _refusal_dates(obs)
 
     strata = _Strata()
-    enumerated = too_large = contradicted = replayed = kept_total = 0
+    enumerated = too_large = contradicted = matched = replayed = kept_total = 0
     certain = certain_right = shifted = 0
+    mismatches: list[str] = []
     for (slug, site), found in sorted(by_site.items()):
         study = studies[slug]
         reviews = [w.review for w in found]
         types = sorted(study.supply.levels)
-        latents, index, known = _rule_figures(study, dispensations[(slug, site)], reviews)
+        latents, index = _arm_latents(study, dispensations[(slug, site)], reviews)
         latents += _kits_of_unknown_type(
             study, shipments[(slug, site)], dispensations[(slug, site)], reviews, types
         )
-        n_types = len(types)
-        margin = [list(row) for row in known]
-        for j, day in enumerate(reviews):
-            for s in shipments[(slug, site)]:
-                if s.created_at.date() < day:
-                    for t in range(n_types):
-                        margin[j][t] += len(s.kits) // n_types
-        triggers = [study.supply.levels[t].trigger for t in types]
-        result = _replay(
-            latents, margin, triggers, [w.shipped if w.told else None for w in found], budget
+        figures = _site_counts(
+            study,
+            shipments[(slug, site)],
+            dispensations[(slug, site)],
+            refused.get((slug, site), []),
+            reviews,
         )
+        replayer = _Rule(study, rule, figures, types)
+        wrong = _true_mismatches(latents, replayer, found, truth, slug)
+        if wrong is not None:
+            matched += not wrong
+            mismatches += wrong
+        result = _replay(latents, replayer, [w.shipped if w.told else None for w in found], budget)
         if result is None:
             too_large += 1
             continue
@@ -1159,6 +1307,8 @@ def review_enumeration(
         enumerated=enumerated,
         too_large=too_large,
         contradicted=contradicted,
+        matched=matched,
+        readable=sum(w.told for w in windows),
         assignments=replayed,
         kept=kept_total,
         pairs=strata.pairs,
@@ -1166,6 +1316,7 @@ def review_enumeration(
         certain=certain,
         certain_right=certain_right,
         shifted=shifted,
+        mismatches=tuple(mismatches[:10]),
     )
 
 
