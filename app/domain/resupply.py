@@ -1,44 +1,47 @@
-"""Site resupply, decided so that no shipment tells a kit type.
+"""Site resupply, decided from what the site can count itself, so that neither a shipment
+nor its absence tells a kit type.
 
 Every shipment carries whole sets: a set is one kit of every kit type of the study, all of
-one lot (`dispensing.SetPool` picks them). So a shipment's composition, lot by lot, is the
-same whichever type a site used, and a depot that cannot make one whole set ships nothing
-(the supply manager is told); a single-type shipment never leaves.
+one lot (`dispensing.SetPool` picks them). So a shipment's make-up, lot by lot, is the same
+whichever type a site used, and a depot that cannot make one whole set ships nothing (the
+supply manager is told); a single-type shipment never leaves.
 
 Initial shipment (`initial_sets`): max over types of the type's initial level, in sets.
 
-Daily review (`resupply_sets`), once a day per site at the study's review, never inside a
-dispensation, so a shipment's time says nothing of which visit took which type:
-- stock(t) = the site's dispensable kits of type t + its kits of type t in transit;
-- forecast(t) = the kits of type t that the site's subjects on treatment need at their
-  visits not yet dispensed whose windows open within HORIZON_DAYS of the review (the
-  service knows each subject's arm; each subject's quantity is that of their last weight
-  band), plus the first visits of the subjects expected next: as many over the coming
-  HORIZON_DAYS as were randomized at the site over the last HORIZON_DAYS, with the same
-  kits, shared among the types by the allocation ratio (the share of the ratio whose arms
-  get type t at the first visit, rounded up): a figure of the design and of the site's
-  randomization count, the same whatever the arms of its subjects; see `forecast`;
-- ship when some type t has stock(t) - forecast(t) < trigger(t): the trigger level is the
-  safety stock kept beyond the forecast demand, and it covers the first visit of the next
-  subject whatever the arm;
-- ship max(base, want - held) whole sets, where base = max over types of (resupply -
-  trigger); want = ceil(blind x top share) + the largest trigger, blind being the kits those
-  coming visits and arrivals need whatever the arms (the sum of their quantities) and top
-  share the largest share of the allocation ratio that one type takes at one visit
-  (`top_share`: 2/3 for IRIS-7, where two arms of three get the active kit at the first
-  visit); held = the site's stock of all types together divided by the number of types.
-  Every term is a figure the site could compute itself (its subjects' schedule and weights,
-  the kits it holds and awaits, the design), so the size of a shipment says nothing about
-  which type ran low, nor how unevenly the types were used; only whether a shipment is sent
-  at the daily review depends on the types' stock. A type used more than its share is
-  topped up again at the next review, the trigger level covering the day between.
+Daily review (`resupply_sets`), once a day per site, never inside a dispensation. Whether it
+ships, and how much, is a function of figures the site itself can count and of the design
+only, never of a subject's arm or a type's own stock (a rule on each type's stock, even at a
+daily review, let an attacker enumerating the arms consistent with the days shipments came
+separate same-type from different-type kit pairs: AUC 0.60-0.64 on a 156-subject trial):
+- shipped = kits of each type ever shipped to the site (every shipment is whole sets);
+- stock = the site's dispensable kits of all types + its kits in transit;
+- gone = shipped x types - stock: the kits that left the site's stock (dispensed, damaged,
+  expired, quarantined, inside the do-not-dispense window);
+- low = shipped - ceil(share x gone): what the type used most still holds if no type took
+  more than `share` of what went, share being the largest share of the allocation ratio
+  that one type takes at one visit (`top_share`: 2/3 for IRIS-7, where two arms of three
+  get the active kit at the first visit), or 1 once the site has had a visit after the first
+  refused for supply (then every kit gone is counted against each type; a first visit's
+  refusal, often for an initial shipment not yet received, does not count);
+- demand = the kits the site's subjects on treatment need at their visits not yet
+  dispensed whose windows open within HORIZON_DAYS, plus as many first visits as the site
+  randomized over the last HORIZON_DAYS (`coming_demand`: whatever the arms);
+- want = ceil(share x demand) + the largest trigger level (the safety stock);
+- ship when low < want: max(base, want - low) whole sets, base = max over types of
+  (resupply - trigger).
+The price of a rule blind to the types: a site receives about `share` x types of what it
+uses (4/3 for IRIS-7), the rest waiting on its shelf. Should a type still run out, the visit
+is refused whatever the subject's arm (app.domain.dispensing), the supply manager is told
+and, unless kits are already on their way, an emergency shipment of the base leaves at once
+(app.services.resupply), and the site's share becomes 1 from then on: a refusal is seen by
+the site anyway, so what follows from it tells nothing more.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
 
@@ -54,45 +57,27 @@ def initial_sets(levels: Mapping[str, SupplyLevels]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class OnTreatment:
-    """A subject still being dosed at a site, as the review sees them."""
+    """A subject still being dosed at a site, as the site itself knows them (no arm)."""
 
-    arm: str
     randomized_on: date
     dispensed: frozenset[str]
-    quantity: int
+    quantity: int  # kits at the last dispensation
 
 
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    by_type: dict[str, int] = field(default_factory=dict)
-    blind: int = 0  # the same visits' kits counted whatever the arms
-
-
-def forecast(
+def coming_demand(
     study: Study,
     subjects: Iterable[OnTreatment],
     today: date,
     horizon_days: int = HORIZON_DAYS,
-) -> Forecast:
-    """The kits the subjects' coming visits need, and the first visits of the subjects
-    expected (see the module docstring). A visit whose window has closed undispensed is
-    missed and not counted."""
+) -> int:
+    """The kits the subjects' coming visits need whatever their arms, and the first visits
+    of the subjects expected (see the module docstring). A visit whose window has closed
+    undispensed is missed and not counted."""
     subjects = list(subjects)
     last = today + timedelta(days=horizon_days)
-    table = study.dispensing.kit_type_by_arm_visit
     visits = sorted(study.visits, key=lambda v: v.day)
-    by_type: dict[str, int] = {}
     since = today - timedelta(days=horizon_days)
-    blind = sum(s.quantity for s in subjects if s.randomized_on > since)
-    if blind and visits:
-        total = sum(study.allocation_ratio.values())
-        share: dict[str, int] = {}
-        for arm, weight in study.allocation_ratio.items():
-            kit_type = table.get((arm, visits[0].code))
-            if kit_type is not None:
-                share[kit_type] = share.get(kit_type, 0) + weight
-        for kit_type, weight in share.items():
-            by_type[kit_type] = -(-blind * weight // total)
+    demand = sum(s.quantity for s in subjects if s.randomized_on > since)
     for subject in subjects:
         for visit in visits:
             if visit.code in subject.dispensed:
@@ -101,11 +86,8 @@ def forecast(
                 continue
             if subject.randomized_on + timedelta(days=visit.day - visit.window_before) > last:
                 break
-            kit_type = table.get((subject.arm, visit.code))
-            if kit_type is not None:
-                by_type[kit_type] = by_type.get(kit_type, 0) + subject.quantity
-                blind += subject.quantity
-    return Forecast(by_type, blind)
+            demand += subject.quantity
+    return demand
 
 
 def top_share(study: Study) -> Fraction:
@@ -123,22 +105,26 @@ def top_share(study: Study) -> Fraction:
     return best or Fraction(1)
 
 
-def resupply_sets(
-    levels: Mapping[str, SupplyLevels],
-    stock_by_type: Mapping[str, int],
-    demand: Forecast,
-    share: Fraction = Fraction(1),
-) -> int:
-    """The whole sets to ship at the review (0: none); `share` is the study's `top_share`."""
-    if any(n < 0 for n in (*stock_by_type.values(), *demand.by_type.values(), demand.blind)):
+@dataclass(frozen=True, slots=True)
+class SiteCounts:
+    """What a site can count itself, and what the review decides from."""
+
+    shipped: int  # kits of each type ever shipped to the site
+    stock: int  # kits of every type, dispensable at the site or in transit to it
+    demand: int  # `coming_demand`
+
+
+def resupply_sets(levels: Mapping[str, SupplyLevels], site: SiteCounts, share: Fraction) -> int:
+    """The whole sets to ship at the review (0: none); `share` is the study's `top_share`,
+    or 1 at a site that had a visit refused for supply."""
+    if min(site.shipped, site.stock, site.demand) < 0:
         raise ValueError("kit counts cannot be negative")
-    short = any(
-        stock_by_type.get(kit_type, 0) - demand.by_type.get(kit_type, 0) < level.trigger
-        for kit_type, level in levels.items()
-    )
-    if not short:
+    if not 0 < share <= 1:
+        raise ValueError("share must be in (0, 1]")
+    gone = max(0, site.shipped * len(levels) - site.stock)
+    low = site.shipped - math.ceil(share * gone)
+    want = math.ceil(share * site.demand) + max(level.trigger for level in levels.values())
+    if low >= want:
         return 0
-    base = max((level.resupply - level.trigger for level in levels.values()), default=1)
-    want = math.ceil(demand.blind * share) + max(level.trigger for level in levels.values())
-    held = sum(stock_by_type.get(kit_type, 0) for kit_type in levels) // len(levels)
-    return max(1, base, want - held)
+    base = max(level.resupply - level.trigger for level in levels.values())
+    return max(1, base, want - low)

@@ -297,6 +297,14 @@ class ResupplyRepository(Protocol):
 
     def on_treatment(self, study: str, site: str) -> list[SubjectOnTreatment]: ...
 
+    def shipped_to(self, study: str, site: str) -> int:
+        """Kits ever shipped to the site."""
+        ...
+
+    def had_refusal(self, study: str, site: str, but: str) -> bool:
+        """Whether a visit at the site other than `but` was ever refused for supply."""
+        ...
+
 
 class SupplyRepository(Protocol):
     """Kits, lots, shipments, dispensations and excursions of a study (by slug).

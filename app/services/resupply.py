@@ -11,16 +11,23 @@ ships nothing; either way a shortfall is audited and the supply manager notified
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from fractions import Fraction
 
 from app.domain.audit import AuditEvent
-from app.domain.dispensing import KitCandidate, SetPool, dispensable_counts
+from app.domain.dispensing import KitCandidate, SetPool, dispensable
 from app.domain.errors import Conflict, StudyNotFound
 from app.domain.kits import KitStatus, RandomSource, SecretsRandom
-from app.domain.resupply import OnTreatment, forecast, initial_sets, resupply_sets, top_share
+from app.domain.resupply import (
+    OnTreatment,
+    SiteCounts,
+    coming_demand,
+    initial_sets,
+    resupply_sets,
+    top_share,
+)
 from app.domain.study import Site, Study
 from app.services.ports import NewKit, ShipmentRecord, UnitOfWork
 
@@ -217,35 +224,43 @@ def review_site(
     now: datetime,
     rng: RandomSource,
     kind: str = "resupply",
+    *,
+    refused: bool = False,
 ) -> ShipmentRecord | None:
-    """Ship whole sets to the site when its stock less its subjects' coming demand falls
-    below a trigger (app.domain.resupply); locks the site. An inactive site is not
+    """Ship whole sets to the site when what it can count says a type may run short
+    (app.domain.resupply); locks the site. `refused`: a visit was just refused there, so
+    ship at least the base whatever the counts, unless kits are already on their way. From a
+    later visit's refusal on, the site's share is 1 (the first visit's refusals, often for
+    an initial shipment not yet received, do not count). An inactive site is not
     resupplied."""
     site = study.site(site_code)
     if site is None or not site.active:
         return None
     slug, today = study.slug, now.date()
     uow.supply.lock_site(slug, site_code)
-    stock = Counter(
-        dispensable_counts(
-            uow.supply.stock(slug, KitStatus.AT_SITE, site=site_code),
-            today,
-            study.supply.do_not_dispense_days,
-        )
-    )
-    stock.update(c.kit_type for c in uow.supply.stock(slug, KitStatus.IN_TRANSIT, site=site_code))
+    at_site = uow.supply.stock(slug, KitStatus.AT_SITE, site=site_code)
+    stock = len(dispensable(at_site, today, study.supply.do_not_dispense_days))
+    in_transit = len(uow.supply.stock(slug, KitStatus.IN_TRANSIT, site=site_code))
+    stock += in_transit
     largest = max((b.quantity for b in study.dispensing.weight_bands), default=1)
-    subjects = []
-    for found in uow.resupply.on_treatment(slug, site_code):
-        arm = uow.lists.arm_of(found.subject)
-        randomized_at = found.subject.randomized_at
-        if arm is None or randomized_at is None:
-            continue
-        subjects.append(
-            OnTreatment(arm, randomized_at.date(), found.dispensed, found.last_quantity or largest)
+    subjects = [
+        OnTreatment(
+            found.subject.randomized_at.date(), found.dispensed, found.last_quantity or largest
         )
-    demand = forecast(study, subjects, today)
-    sets = resupply_sets(study.supply.levels, stock, demand, top_share(study))
+        for found in uow.resupply.on_treatment(slug, site_code)
+        if found.subject.randomized_at is not None
+    ]
+    levels = study.supply.levels
+    counts = SiteCounts(
+        shipped=uow.resupply.shipped_to(slug, site_code) // max(1, len(levels)),
+        stock=stock,
+        demand=coming_demand(study, subjects, today),
+    )
+    first = min(study.visits, key=lambda v: v.day).code if study.visits else ""
+    refusals = uow.resupply.had_refusal(slug, site_code, but=first)
+    sets = resupply_sets(levels, counts, Fraction(1) if refusals else top_share(study))
+    if refused and not in_transit:
+        sets = max(sets, max(lv.resupply - lv.trigger for lv in levels.values()), 1)
     if not sets:
         return None
     return ship_sets(uow, study, site, sets, kind, now, rng)
@@ -280,7 +295,7 @@ def refused_for_supply(
             reason="the site could not serve the visit to a subject of every arm",
         )
     )
-    review_site(uow, study, site_code, now, SecretsRandom(), kind="emergency")
+    review_site(uow, study, site_code, now, SecretsRandom(), "emergency", refused=True)
     uow.commit()
 
 

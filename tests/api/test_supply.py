@@ -678,8 +678,9 @@ class TestResupply:
         shipments = _shipments(kitted)
         assert [s.kind for s in shipments] == ["initial", "resupply"]
         assert shipments[1].code == "SH-FR01-002"
-        # 7 left of the short type, below its trigger of 8: max(resupply - trigger = 8, the
-        # subject's coming visits D8 and D11, 2 kits each whatever the arm = 4) = 8 sets.
+        # About 10 of 32 kits gone: a type that took 2/3 of them would hold 9, short of 8
+        # (the trigger) + 2/3 of the coming demand (D8 and one arrival, 2 kits each, whatever
+        # the arms): the base, resupply - trigger = 8 sets.
         assert Counter(types_of(kitted, shipments[1].kit_numbers)) == {t: 8 for t in KIT_TYPES}
         text = audit_text(kitted)
         assert '"resupply.reviewed"' in text
@@ -697,9 +698,9 @@ class TestResupply:
         assert [s.kind for s in _shipments(kitted)] == ["initial", "resupply"]
 
     def test_the_subjects_coming_demand_counts(self, kitted: Container) -> None:
-        # 10 kits of each type: above the trigger of 8, until the coming visits are counted
-        # (D4 and D8 of three subjects randomized today, 1 kit each: 6 kits over two types,
-        # so one type needs at least 3, whatever the arms).
+        # 12 of 32 kits gone: a type that took 2/3 of them would hold 8, the trigger, enough
+        # until the coming demand is counted (three subjects randomized today: their D4 and
+        # three arrivals expected, 1 kit each: 2/3 of 6 more).
         for subject_id in ("S-001", "S-002", "S-003"):
             randomized(kitted, subject_id, weight="50")
         for kit_type in KIT_TYPES:
@@ -712,7 +713,10 @@ class TestResupply:
         assert Counter(types_of(kitted, shipment.kit_numbers)) == {t: 8 for t in KIT_TYPES}
 
     def test_stock_in_transit_counts(self, kitted: Container) -> None:
+        # 16 of 32 kits gone: a type that took 2/3 of them (11) would hold 5, below the
+        # trigger of 8: the base, 8 sets; then 13 are held that way.
         lose(kitted, "KT_IL7", keep=7)
+        lose(kitted, "KT_PBO", keep=9)
 
         first = review(kitted)
         second = review(kitted)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.adapters.db import memo
-from app.adapters.db.models import DispensationRow, ResupplyReviewRow, SiteRow, SubjectRow
+from app.adapters.db.models import (
+    DispensationRow,
+    OutboxRow,
+    ResupplyReviewRow,
+    ShipmentKitRow,
+    ShipmentRow,
+    SiteRow,
+    SubjectRow,
+)
 from app.adapters.db.randomization_repos import _subject
 from app.domain.subjects import SubjectStatus
 from app.services.ports import SubjectOnTreatment
@@ -71,3 +79,34 @@ class SqlResupplyRepository:
             SubjectOnTreatment(subject, frozenset(visits[pk]), last[pk][2] if pk in last else 0)
             for pk, subject in subjects.items()
         ]
+
+    def shipped_to(self, study: str, site: str) -> int:
+        """Kits ever shipped to the site (every shipment, received or not)."""
+        return int(
+            self._session.scalar(
+                select(func.count())
+                .select_from(ShipmentKitRow)
+                .join(ShipmentRow, ShipmentRow.id == ShipmentKitRow.shipment_id)
+                .join(SiteRow, SiteRow.id == ShipmentRow.site_id)
+                .where(
+                    ShipmentRow.study_id == memo.study_id(self._session, study),
+                    SiteRow.code == site,
+                )
+            )
+            or 0
+        )
+
+    def had_refusal(self, study: str, site: str, but: str) -> bool:
+        """Whether a visit at the site other than `but` was ever refused for supply (its
+        notification)."""
+        found = self._session.scalar(
+            select(OutboxRow.id)
+            .where(
+                OutboxRow.study_id == memo.study_id(self._session, study),
+                OutboxRow.kind == "supply.visit_refused",
+                OutboxRow.payload["site"].as_string() == site,
+                OutboxRow.payload["visit"].as_string() != but,
+            )
+            .limit(1)
+        )
+        return found is not None
