@@ -28,10 +28,10 @@ from app.adapters.simulation import leaks
 from app.adapters.simulation import service as sim
 from app.adapters.simulation.runner import Results, Simulation
 from app.adapters.studyfiles.codec import parse_document, to_domain
-from app.domain.roles import Role
 from app.domain.study import Study
 from tests.conftest import BACKENDS, TEST_ACTOR, FreshDatabases
-from tests.reliability.service import Credentials, Service, study_document
+from tests.reliability.service import Service, study_document
+from tests.reliability.simsetup import simulation_setup
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -68,43 +68,17 @@ def _sites(doc: dict[str, Any], count: int) -> None:
 
 
 def _setup(service: Service) -> tuple[sim.Setup, dict[str, dict[tuple[str, str], str]]]:
-    def made(creds: Credentials) -> sim.Credentials:
-        return sim.Credentials(creds.client_id, creds.client_secret)
-
-    studies, dispensing = {}, {}
+    docs, dispensing = {}, {}
     for slug in ("iris-7a", "iris-7b"):
         doc = study_document(slug)
         _sites(doc, SITES_PER_STUDY)
-        sites = service.load(doc, receive=False)  # the pharmacists receive them
+        docs[slug] = doc
         dispensing[slug] = {
             (arm, visit): kit_type
             for arm, visits in doc["dispensing"]["kit_types"].items()
             for visit, kit_type in visits.items()
         }
-        studies[slug] = sim.StudySetup(
-            slug=slug,
-            sites=sites,
-            visits=[(v["code"], int(v["day"])) for v in doc["visits"]],
-            factors={
-                f["code"]: [lv["code"] for lv in f["levels"]] for f in doc["stratification_factors"]
-            },
-            edc=made(service.client(Role.EDC, [slug])),
-            pharmacists={
-                site: made(service.client(Role.PHARMACIST, [slug], [site])) for site in sites
-            },
-            investigators={
-                site: made(service.client(Role.INVESTIGATOR, [slug], [site])) for site in sites
-            },
-        )
-    both = list(studies)
-    setup = sim.Setup(
-        url=service.url,
-        admin=made(service.client(Role.ADMIN, [])),
-        statistician=made(service.client(Role.UNBLINDED_STATISTICIAN, both)),
-        supply_manager=made(service.client(Role.SUPPLY_MANAGER, both)),
-        studies=studies,
-    )
-    return setup, dispensing
+    return simulation_setup(service, docs), dispensing
 
 
 def _truth(

@@ -24,7 +24,8 @@ from app.adapters.simulation import service as sim
 from app.adapters.simulation.runner import Api, Results, Simulation
 from app.domain.roles import Role
 from tests.integration.test_blind_leaks import dump, leaked
-from tests.reliability.service import Credentials, Service, study_document
+from tests.reliability.service import Service, study_document
+from tests.reliability.simsetup import simulation_setup
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -59,39 +60,8 @@ class RecordingApi(Api):
 
 def _setup(service: Service) -> tuple[sim.Setup, dict[str, str]]:
     roles: dict[str, str] = {}
-
-    def made(creds: Credentials) -> sim.Credentials:
-        roles[creds.client_id] = creds.role.value
-        return sim.Credentials(creds.client_id, creds.client_secret)
-
-    studies = {}
-    for slug in ("iris-7a", "iris-7b"):
-        doc = study_document(slug)
-        sites = service.load(doc, receive=False)  # the pharmacists receive them
-        studies[slug] = sim.StudySetup(
-            slug=slug,
-            sites=sites,
-            visits=[(v["code"], int(v["day"])) for v in doc["visits"]],
-            factors={
-                f["code"]: [lv["code"] for lv in f["levels"]] for f in doc["stratification_factors"]
-            },
-            edc=made(service.client(Role.EDC, [slug])),
-            pharmacists={
-                site: made(service.client(Role.PHARMACIST, [slug], [site])) for site in sites
-            },
-            investigators={
-                site: made(service.client(Role.INVESTIGATOR, [slug], [site])) for site in sites
-            },
-        )
-    both = list(studies)
-    setup = sim.Setup(
-        url=service.url,
-        admin=made(service.client(Role.ADMIN, [])),
-        statistician=made(service.client(Role.UNBLINDED_STATISTICIAN, both)),
-        supply_manager=made(service.client(Role.SUPPLY_MANAGER, both)),
-        studies=studies,
-    )
-    return setup, roles
+    docs = {slug: study_document(slug) for slug in ("iris-7a", "iris-7b")}
+    return simulation_setup(service, docs, roles), roles
 
 
 def _may_see_an_arm(role: str, method: str, path: str, status: int) -> bool:
