@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 
 from app.domain.roles import UNBLINDING_CAPABLE, Role
 
@@ -165,6 +166,9 @@ class Supply:
     kits_per_lot: int = 200  # kits of each type in one lot (a lot holds every type)
     lot_shelf_life_days: int = 365
     resupply_rounds: int = 3  # kits made per site beyond the initial ones, in resupply levels
+    # The largest share of a site's use the resupply review assumes one type takes (None:
+    # the design's, app.domain.resupply.top_share).
+    type_share: Fraction | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,7 +258,8 @@ def review_site(
     )
     first = min(study.visits, key=lambda v: v.day).code if study.visits else ""
     refusals = uow.resupply.had_refusal(slug, site_code, but=first)
-    sets = resupply_sets(levels, counts, Fraction(1) if refusals else top_share(study))
+    share = study.supply.type_share or top_share(study)
+    sets = resupply_sets(levels, counts, Fraction(1) if refusals else share)
     if refused and not in_transit:
         sets = max(sets, max(lv.resupply - lv.trigger for lv in levels.values()), 1)
     if not sets:

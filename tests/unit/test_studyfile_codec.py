@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,28 @@ class TestCanonical:
 
         assert decoded_data == data
         assert study == to_domain(doc)
+
+
+class TestTypeShare:
+    """`supply.type_share`: the share of a site's use the resupply review assumes one type
+    takes (default: the design's)."""
+
+    @pytest.mark.parametrize(("value", "share"), [(1, Fraction(1)), (0.75, Fraction(3, 4))])
+    def test_read_as_a_fraction(self, value: float, share: Fraction) -> None:
+        doc = study_document()
+        set_path(doc, "supply.type_share", value)
+
+        assert to_domain(parse_document(doc, "study.toml")).supply.type_share == share
+
+    def test_absent_is_the_designs(self) -> None:
+        assert to_domain(parse_document(study_document(), "x.toml")).supply.type_share is None
+
+    @pytest.mark.parametrize("value", [0, -0.5, 1.5])
+    def test_outside_zero_to_one_is_refused_naming_the_field(self, value: float) -> None:
+        doc = study_document()
+        set_path(doc, "supply.type_share", value)
+
+        with pytest.raises(StudyFileError) as caught:
+            parse_document(doc, "study.toml")
+
+        assert any("supply.type_share" in p for p in caught.value.problems)

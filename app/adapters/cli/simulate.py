@@ -19,6 +19,13 @@ def simulate(
     transit_days: int = typer.Option(
         0, "--transit-days", min=0, help="extra days before a shipment in transit is received"
     ),
+    type_share: float | None = typer.Option(
+        None,
+        "--type-share",
+        min=0.01,
+        max=1,
+        help="supply.type_share of both studies (1: no refusal, more kits shipped)",
+    ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="default: a SQLite file in a temporary folder"
     ),
@@ -36,7 +43,7 @@ def simulate(
     from app.adapters.simulation.service import OwnService
 
     with tempfile.TemporaryDirectory(prefix="iwrs-sim-") as tmp:
-        service = OwnService(Path(tmp), sites, database_url, workers, out, subjects)
+        service = OwnService(Path(tmp), sites, database_url, workers, out, subjects, type_share)
         out.print("setting up a fresh service (keys, database, studies, lists, kits, clients)")
         try:
             setup = service.start()

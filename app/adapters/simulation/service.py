@@ -107,11 +107,17 @@ def kit_list_rounds(doc: dict[str, Any], subjects: int) -> int:
     return max(int(doc["supply"].get("resupply_rounds", 3)), needed)
 
 
-def study_file(slug: str, sites: int | None, workdir: Path, subjects: int | None = None) -> Path:
-    """The example study, or a copy of it with `sites` active sites and, for `subjects`
-    subjects, a kit list planned for them (`kit_list_rounds`)."""
+def study_file(
+    slug: str,
+    sites: int | None,
+    workdir: Path,
+    subjects: int | None = None,
+    type_share: float | None = None,
+) -> Path:
+    """The example study, or a copy of it with `sites` active sites, for `subjects`
+    subjects a kit list planned for them (`kit_list_rounds`), and `supply.type_share`."""
     source = studies_dir() / f"{slug}.toml"
-    if sites is None and subjects is None:
+    if sites is None and subjects is None and type_share is None:
         return source
     doc = tomllib.loads(source.read_text(encoding="utf-8"))
     if sites is not None:
@@ -131,6 +137,8 @@ def study_file(slug: str, sites: int | None, workdir: Path, subjects: int | None
         ]
     if subjects is not None:
         doc["supply"]["resupply_rounds"] = kit_list_rounds(doc, subjects)
+    if type_share is not None:
+        doc["supply"]["type_share"] = type_share
     target = workdir / f"{slug}.toml"
     target.write_text(_dump_toml(doc), encoding="utf-8")
     return target
@@ -147,6 +155,7 @@ class OwnService:
         workers: int,
         log: Any,
         subjects: int | None = None,
+        type_share: float | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = _free_port()
@@ -161,6 +170,7 @@ class OwnService:
         }
         self.sites = sites
         self.subjects = subjects
+        self.type_share = type_share
         self.workers = workers
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -186,7 +196,7 @@ class OwnService:
         self.iwrs("db", "upgrade")
         studies: dict[str, StudySetup] = {}
         for slug in ("iris-7a", "iris-7b"):
-            path = study_file(slug, self.sites, self.workdir, self.subjects)
+            path = study_file(slug, self.sites, self.workdir, self.subjects, self.type_share)
             self.iwrs("studies", "load", str(path))
             self.iwrs("lists", "generate", "--study", slug)
             doc = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ import hashlib
 import json
 import tomllib
 from collections.abc import Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,9 @@ def to_domain(doc: StudyDoc) -> Study:
             kits_per_lot=doc.supply.kits_per_lot,
             lot_shelf_life_days=doc.supply.lot_shelf_life_days,
             resupply_rounds=doc.supply.resupply_rounds,
+            type_share=None
+            if doc.supply.type_share is None
+            else Fraction(str(doc.supply.type_share)).limit_denominator(1000),
         ),
         unblinding=UnblindingPolicy(
             roles=frozenset(doc.unblinding.roles),

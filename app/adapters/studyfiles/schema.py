@@ -116,6 +116,16 @@ class SupplyDoc(_Model):
         le=1000,
         description="kits made per site beyond its initial shipment, in resupply levels",
     )
+    type_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=(
+            "the largest share of a site's use the resupply review assumes one kit type "
+            "takes; default: the design's largest share of one type at one visit; 1: no "
+            "refusal, at about twice the kits shipped"
+        ),
+    )
     levels: dict[Code, SupplyLevelsDoc]
 
 
