@@ -53,9 +53,8 @@ def create_client(
     studies: Sequence[str],
     sites: Sequence[str],
 ) -> IssuedSecret:
-    """Create a client granted those studies (and, for site roles, sites); audited."""
-    if role is Role.ADMIN and studies:
-        raise InvalidGrant("an admin client is granted every study; omit --study")
+    """Create a client granted those studies (and, for site roles, sites); audited. An admin
+    client given no study is granted every study; given some, those."""
     if role is not Role.ADMIN and not studies:
         raise InvalidGrant(f"a {role.value} client needs at least one --study")
     if sites and not role.site_scoped:
@@ -84,7 +83,7 @@ def create_client(
             client_id="c_" + secrets.token_hex(10),
             name=name,
             role=role,
-            studies=None if role is Role.ADMIN else frozenset(studies),
+            studies=None if role is Role.ADMIN and not studies else frozenset(studies),
             sites=site_grants,
             secret_hash=hasher.hash(secret),
         )

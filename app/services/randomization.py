@@ -321,10 +321,20 @@ def randomize(
         if weight_kg is not None:
             quantity_for_weight(study.dispensing, weight_kg)
         if not supply.first_visit_servable(uow, study, subject.site, weight_kg):
+            waiting = [
+                s.code
+                for s in uow.supply.shipments(slug, site=subject.site)
+                if s.status == "in_transit"
+            ]
             first = study.visits[0].code if study.visits else ""
             refused_for_supply(uow, study, subject.site, subject_id, first)
+            if waiting:
+                raise InsufficientSupply(
+                    f"site {subject.site!r} cannot serve the first visit until its "
+                    f"pharmacist confirms the receipt of shipment {', '.join(waiting)}"
+                )
             raise InsufficientSupply(
-                f"site {subject.site!r} cannot serve the first visit; resupply is needed"
+                f"site {subject.site!r} cannot serve the first visit; the supply manager is told"
             )
         if info.method == RandomizationMethod.MINIMIZATION.value:
             from app.services.minimization import take_minimized

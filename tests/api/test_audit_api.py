@@ -38,6 +38,14 @@ class TestAuditTrail:
         future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
         none = client.get(url, params={"since": future}, headers=headers).json()
         assert none["events"] == []
+        # A date, or a time without a zone, is read as UTC (it answered 500 before).
+        today = datetime.now(UTC).date()
+        for since in (today.isoformat(), f"{today.isoformat()}T00:00:00"):
+            dated = client.get(url, params={"since": since}, headers=headers)
+            assert dated.status_code == 200, dated.text
+            assert len(dated.json()["events"]) >= 4
+        tomorrow = (today + timedelta(days=1)).isoformat()
+        assert client.get(url, params={"since": tomorrow}, headers=headers).json()["events"] == []
         bad = client.get(url, params={"limit": 0}, headers=headers)
         assert bad.status_code == 422
         assert bad.json()["code"] == "validation_error"

@@ -475,13 +475,15 @@ class TestDispensing:
         )
         assert response.status_code == 201, response.text
 
+    @pytest.mark.parametrize("weight", [20, 900, 0, -5])
     def test_weight_outside_every_band(
-        self, client: TestClient, kitted: Container, login: Login
+        self, client: TestClient, kitted: Container, login: Login, weight: float
     ) -> None:
+        # 900 kg answered validation_error before: the contract says weight_out_of_range.
         randomized(kitted, "S-001", days_ago=3)
 
         response = client.post(
-            dispense_url("S-001"), json={"visit": "D4", "weight_kg": 20}, headers=login("edc")
+            dispense_url("S-001"), json={"visit": "D4", "weight_kg": weight}, headers=login("edc")
         )
 
         assert (response.status_code, response.json()["code"]) == (422, "weight_out_of_range")
@@ -643,6 +645,35 @@ class TestFirstVisitServable:
         )
 
         assert (response.status_code, response.json()["code"]) == (409, "insufficient_supply")
+        assert_blind(response.json())
+
+    @pytest.mark.parametrize("weight", [900, -1])
+    def test_randomization_with_a_weight_outside_every_band(
+        self, client: TestClient, kitted: Container, login: Login, weight: float
+    ) -> None:
+        generate_list(kitted.uow(TEST_ACTOR), "test", STUDY)
+        register_subject(kitted.uow(TEST_ACTOR), EDC, STUDY, "S-001", "FR01", STRATA)
+
+        response = client.post(
+            f"{API}/subjects/S-001/randomization", json={"weight_kg": weight}, headers=login("edc")
+        )
+
+        assert (response.status_code, response.json()["code"]) == (422, "weight_out_of_range")
+
+    def test_before_the_initial_shipment_is_received_the_refusal_names_it(
+        self, client: TestClient, loaded: Container, login: Login
+    ) -> None:
+        # After quickstart the first randomization was told "resupply is needed".
+        generate(loaded)
+        generate_list(loaded.uow(TEST_ACTOR), "test", STUDY)
+        register_subject(loaded.uow(TEST_ACTOR), EDC, STUDY, "S-001", "FR01", STRATA)
+
+        response = client.post(
+            f"{API}/subjects/S-001/randomization", json={"weight_kg": 70}, headers=login("edc")
+        )
+
+        assert (response.status_code, response.json()["code"]) == (409, "insufficient_supply")
+        assert "receipt of shipment SH-FR01-001" in response.json()["detail"]
         assert_blind(response.json())
 
 

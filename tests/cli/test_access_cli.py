@@ -67,6 +67,16 @@ class TestClients:
         assert "client_secret:" in output
         assert "iris-7a,iris-7b" in run(ready, "clients", "list")[1]
 
+    def test_an_admin_given_studies_is_granted_those(self, ready: dict[str, str]) -> None:
+        # Deployment scripts pass --study for every role (issue 18's contract gap).
+        code, output = run(
+            ready, "clients", "create", "--study", "iris-7a", "--role", "admin", "--name", "ops"
+        )
+        assert code == 0, output
+        line = next(x for x in run(ready, "clients", "list")[1].splitlines() if "ops" in x)
+        assert "iris-7a" in line
+        assert "iris-7b" not in line
+
     @pytest.mark.parametrize(
         ("args", "message"),
         [

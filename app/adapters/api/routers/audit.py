@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -43,6 +43,11 @@ class AuditPage(BaseModel):
     head_seq: int
 
 
+def _utc(at: datetime | None) -> datetime | None:
+    """A time as given, or, without a zone (a date, a local-looking time), read as UTC."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
 @router.get("/studies/{study}/audit", response_model=AuditPage)
 def audit_trail(
     study: str,
@@ -50,8 +55,12 @@ def audit_trail(
     container: Annotated[Container, Depends(get_container)],
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[
+        datetime | None, Query(description="a date or a time; without a zone, UTC")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="a date or a time; without a zone, UTC")
+    ] = None,
     after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # the seq column is 32-bit
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
@@ -59,8 +68,8 @@ def audit_trail(
         chain=study,
         subject_id=subject_id,
         action=action,
-        since=since,
-        until=until,
+        since=_utc(since),
+        until=_utc(until),
         after_seq=after_seq,
         limit=limit,
     )

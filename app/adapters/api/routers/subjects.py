@@ -40,7 +40,12 @@ class RandomizationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     weight_kg: Decimal | None = Field(
-        default=None, gt=0, le=500, description="to dispense the first visit's kits at once"
+        default=None,
+        allow_inf_nan=False,
+        description=(
+            "to dispense the first visit's kits at once; outside every weight band of the "
+            "study: 422 weight_out_of_range"
+        ),
     )
 
 

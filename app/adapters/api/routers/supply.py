@@ -39,7 +39,10 @@ class DispensationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     visit: str = Field(min_length=1, max_length=32)
-    weight_kg: Decimal = Field(gt=0, le=500)
+    weight_kg: Decimal = Field(
+        allow_inf_nan=False,
+        description="outside every weight band of the study: 422 weight_out_of_range",
+    )
 
 
 class ReplacementCreate(BaseModel):
