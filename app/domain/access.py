@@ -22,6 +22,7 @@ class Action(StrEnum):
     SUBJECT_REGISTER = "subject:register"
     SUBJECT_RANDOMIZE = "subject:randomize"
     SUBJECT_READ = "subject:read"
+    SUBJECT_END = "subject:end"  # discontinuation and completion
     DISPENSE = "dispensation:create"
     KIT_READ = "kit:read"
     INVENTORY_READ = "inventory:read"
@@ -47,6 +48,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.SUBJECT_REGISTER,
             Action.SUBJECT_RANDOMIZE,
             Action.SUBJECT_READ,
+            Action.SUBJECT_END,
             Action.DISPENSE,
         }
     ),
@@ -56,6 +58,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.SUBJECT_REGISTER,
             Action.SUBJECT_RANDOMIZE,
             Action.SUBJECT_READ,
+            Action.SUBJECT_END,
             Action.DISPENSE,
             Action.KIT_READ,
             Action.UNBLIND,  # where the study's unblinding policy names investigators

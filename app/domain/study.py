@@ -177,6 +177,18 @@ class UnblindingPolicy:
     fresh_token_seconds: int = 300
 
 
+# The reasons a subject's treatment may be discontinued, when the study file names none;
+# "other" asks for a text (app.domain.subjects).
+DEFAULT_DISCONTINUATION_REASONS: tuple[str, ...] = (
+    "adverse_event",
+    "death",
+    "consent_withdrawn",
+    "investigator_decision",
+    "lost_to_follow_up",
+    "other",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Study:
     slug: str
@@ -196,6 +208,7 @@ class Study:
     pooled_with: tuple[str, ...] = ()
     description: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    discontinuation_reasons: tuple[str, ...] = DEFAULT_DISCONTINUATION_REASONS
 
     def arm_codes(self) -> tuple[str, ...]:
         return tuple(arm.code for arm in self.arms)
@@ -381,7 +394,19 @@ def study_problems(study: Study) -> list[Problem]:
         problems.append(Problem("unblinding.roles", f"role {role.value!r} may never unblind"))
     if study.slug in study.pooled_with:
         problems.append(Problem("pooled_with", "a study is not pooled with itself"))
-    return problems + sealing_problems(study)
+    return problems + _subject_problems(study) + sealing_problems(study)
+
+
+def _subject_problems(study: Study) -> list[Problem]:
+    path = "subjects.discontinuation_reasons"
+    reasons = list(study.discontinuation_reasons)
+    problems = [
+        Problem(path, f"code {dup!r} appears more than once")
+        for dup in sorted(_duplicates(reasons))
+    ]
+    if not reasons:
+        problems.append(Problem(path, "name at least one reason"))
+    return problems
 
 
 def sealing_problems(study: Study) -> list[Problem]:

@@ -1,7 +1,10 @@
 """Subjects: registration, then exactly one randomization, then completion or discontinuation.
 
 `status` moves registered -> randomized -> (completed | discontinued). A subject is
-randomized only when every stratification factor has a known level.
+randomized only when every stratification factor has a known level. Only a randomized
+subject ends, once, at `ended_at`; an ended subject is never dispensed to again. A
+discontinuation names one of the study's reasons ("other" with a text). None of these
+rules looks at the arm.
 """
 
 from __future__ import annotations
@@ -46,6 +49,24 @@ class SubjectNotRandomized(Conflict):
     code = "subject_not_randomized"
 
 
+class SubjectAlreadyEnded(Conflict):
+    """The subject completed or discontinued already; a subject ends once."""
+
+    code = "subject_already_ended"
+
+
+class SubjectNotOnTreatment(Conflict):
+    """The subject completed or discontinued: nothing is dispensed to them any more."""
+
+    code = "subject_not_on_treatment"
+
+
+class InvalidDiscontinuationReason(DomainError):
+    """The reason is not one of the study's, or "other" comes without a text."""
+
+    code = "invalid_discontinuation_reason"
+
+
 class SiteNotActive(Conflict):
     """The site is not active in the study."""
 
@@ -83,6 +104,7 @@ class Subject:
     randomization_number: int | None = None
     unblinded: bool = False
     mode: str = "live"
+    ended_at: datetime | None = None
 
 
 def check_strata(study: Study, strata: Mapping[str, str]) -> dict[str, str]:
@@ -99,3 +121,36 @@ def check_strata(study: Study, strata: Mapping[str, str]) -> dict[str, str]:
     if problems:
         raise InvalidStratum("; ".join(problems))
     return {f.code: strata[f.code] for f in study.factors}
+
+
+ENDED = frozenset({SubjectStatus.COMPLETED, SubjectStatus.DISCONTINUED})
+OTHER_REASON = "other"
+
+
+def check_can_end(subject: Subject) -> None:
+    """A subject ends once, and only after its randomization."""
+    if subject.status in ENDED:
+        raise SubjectAlreadyEnded(f"subject {subject.subject_id!r} has ended already")
+    if subject.status is not SubjectStatus.RANDOMIZED:
+        raise SubjectNotRandomized(f"subject {subject.subject_id!r} is not randomized")
+
+
+def check_on_treatment(subject: Subject) -> None:
+    """Refuse to dispense to an ended subject (whatever the arm)."""
+    if subject.status in ENDED:
+        raise SubjectNotOnTreatment(
+            f"subject {subject.subject_id!r} is {subject.status.value}; nothing is dispensed"
+        )
+
+
+def discontinuation_reason(study: Study, reason: str, detail: str | None) -> str | None:
+    """The detail to keep (stripped, None when empty) once the reason is checked against the
+    study's list; "other" needs a detail."""
+    if reason not in study.discontinuation_reasons:
+        raise InvalidDiscontinuationReason(
+            f"reason {reason!r} is not one of {', '.join(study.discontinuation_reasons)}"
+        )
+    text = (detail or "").strip() or None
+    if reason == OTHER_REASON and text is None:
+        raise InvalidDiscontinuationReason("reason 'other' needs a detail")
+    return text

@@ -15,7 +15,7 @@ from app.domain.dispensing import KitCandidate
 from app.domain.kits import KitStatus, Lot
 from app.domain.randomization import Slot
 from app.domain.study import Study
-from app.domain.subjects import Subject
+from app.domain.subjects import Subject, SubjectStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,10 @@ class SubjectRepository(Protocol):
         """The subject, or None when absent or outside `sites` (None: every site)."""
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject: ...
+
+    def mark_ended(self, subject: Subject, status: SubjectStatus, at: datetime) -> Subject | None:
+        """The subject moved from randomized to `status` at `at`; None (nothing changed)
+        when it was no longer randomized: a conditional UPDATE that cannot succeed twice."""
 
     def set_unblinded(self, subject: Subject) -> None: ...
 

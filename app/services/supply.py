@@ -57,7 +57,13 @@ from app.domain.kits import (
 )
 from app.domain.resupply import initial_sets
 from app.domain.study import Site, Study
-from app.domain.subjects import Subject, SubjectNotFound, SubjectNotRandomized, SubjectStatus
+from app.domain.subjects import (
+    Subject,
+    SubjectNotFound,
+    SubjectNotRandomized,
+    SubjectStatus,
+    check_on_treatment,
+)
 from app.services.blinding import ensure_not_locked
 from app.services.ports import (
     ExcursionRecord,
@@ -512,6 +518,7 @@ def _randomized_subject(
     subject = uow.subjects.get(slug, subject_id, sites=principal.sites_in(slug), for_update=True)
     if subject is None:
         raise SubjectNotFound(f"no subject {subject_id!r} in study {slug!r}")
+    check_on_treatment(subject)
     arm = uow.lists.arm_of(subject) if subject.status is SubjectStatus.RANDOMIZED else None
     if arm is None:
         raise SubjectNotRandomized(f"subject {subject_id!r} is not randomized")

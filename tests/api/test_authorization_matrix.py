@@ -82,6 +82,16 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, Expect] | Case] = {
         study_scoped(Action.SUBJECT_RANDOMIZE, 201),
         lambda own: {},
     ),
+    # After the randomization above: the subject ends once, so the completion conflicts.
+    ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/discontinuation"): Case(
+        "/api/v1/studies/{study}/subjects/{subject}/discontinuation",
+        study_scoped(Action.SUBJECT_END),
+        lambda own: {"reason": "death"},
+    ),
+    ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/completion"): Case(
+        "/api/v1/studies/{study}/subjects/{subject}/completion",
+        study_scoped(Action.SUBJECT_END, 409),
+    ),
     ("GET", "/api/v1/studies/{study}/subjects/{subject_id}"): (
         "/api/v1/studies/{study}/subjects/{subject}",
         study_scoped(Action.SUBJECT_READ),
@@ -243,6 +253,8 @@ def test_site_roles_do_not_see_other_sites(
             f"/api/v1/studies/{OWN}/subjects/M-OWN/randomization", json={}, headers=headers
         )
         assert randomized.status_code == 404
+        ended = client.post(f"/api/v1/studies/{OWN}/subjects/M-OWN/completion", headers=headers)
+        assert ended.status_code == 404
 
 
 def test_study_list_shows_only_granted_studies(client: TestClient, login: Login) -> None:

@@ -15,6 +15,7 @@ from app.adapters.studyfiles.codec import (
     read_study_file,
     to_domain,
 )
+from app.domain.study import DEFAULT_DISCONTINUATION_REASONS, study_problems
 from tests.builders import STUDIES_DIR, set_path, study_document
 
 EXAMPLE = (STUDIES_DIR / "iris-7a.toml").read_text(encoding="utf-8")
@@ -152,3 +153,41 @@ class TestTypeShare:
             parse_document(doc, "study.toml")
 
         assert any("supply.type_share" in p for p in caught.value.problems)
+
+
+class TestDiscontinuationReasons:
+    """`[subjects] discontinuation_reasons`: the reasons a subject's treatment may be
+    discontinued for (default: the domain's list)."""
+
+    def test_absent_is_the_default_list(self) -> None:
+        study = to_domain(parse_document(study_document(), "x.toml"))
+
+        assert study.discontinuation_reasons == DEFAULT_DISCONTINUATION_REASONS
+        assert "other" in study.discontinuation_reasons
+
+    def test_a_study_names_its_own(self) -> None:
+        doc = study_document()
+        doc["subjects"] = {"discontinuation_reasons": ["death", "sponsor_decision", "other"]}
+
+        study = to_domain(parse_document(doc, "study.toml"))
+
+        assert study.discontinuation_reasons == ("death", "sponsor_decision", "other")
+        assert study_problems(study) == []
+
+    @pytest.mark.parametrize("reasons", [[], ["death", "death"]])
+    def test_empty_or_repeated_is_a_problem(self, reasons: list[str]) -> None:
+        doc = study_document()
+        doc["subjects"] = {"discontinuation_reasons": reasons}
+
+        problems = study_problems(to_domain(parse_document(doc, "study.toml")))
+
+        assert [p.path for p in problems] == ["subjects.discontinuation_reasons"]
+
+    def test_an_unknown_setting_is_refused_naming_the_field(self) -> None:
+        doc = study_document()
+        doc["subjects"] = {"reasons": ["death"]}
+
+        with pytest.raises(StudyFileError) as caught:
+            parse_document(doc, "study.toml")
+
+        assert any("subjects.reasons" in p for p in caught.value.problems)

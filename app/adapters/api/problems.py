@@ -41,6 +41,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     blinding.BlindingForbidden: 403,
     blinding.InvalidRequest: 422,
     subjects.InvalidStratum: 422,
+    subjects.InvalidDiscontinuationReason: 422,
     dispensing.WeightOutOfRange: 422,
     kits.InvalidKitNumber: 422,
     supply.KitNotInShipment: 422,

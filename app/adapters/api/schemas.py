@@ -3,7 +3,7 @@ has a field that could hold an arm or a kit type."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Read(BaseModel):
@@ -58,6 +58,9 @@ class StudyRead(StudySummaryRead):
     visits: list[VisitRead]
     pooled_with: list[str]
     status: StudyStatusRead
+    discontinuation_reasons: list[str] = Field(
+        default_factory=list, description="the reason codes a discontinuation may name"
+    )
 
 
 class StudyStatusRead(_Read):

@@ -118,6 +118,7 @@ def _subject(row: Any, study: str, site: str) -> Subject:
         randomization_number=row.randomization_number,
         unblinded=row.unblinded,
         mode=row.mode,
+        ended_at=row.ended_at,
     )
 
 
@@ -184,6 +185,19 @@ class SqlSubjectRepository(_StudyScoped):
             randomized_at=at,
             randomization_number=number,
         )
+
+    def mark_ended(self, subject: Subject, status: SubjectStatus, at: datetime) -> Subject | None:
+        changed = self._session.execute(
+            update(SubjectRow)
+            .where(
+                SubjectRow.id == subject.pk,
+                SubjectRow.status == SubjectStatus.RANDOMIZED.value,
+            )
+            .values(status=status.value, ended_at=at)
+        )
+        if getattr(changed, "rowcount", 0) != 1:
+            return None
+        return replace(subject, status=status, ended_at=at)
 
     def set_unblinded(self, subject: Subject) -> None:
         self._session.execute(

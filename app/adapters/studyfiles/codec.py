@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from app.adapters.studyfiles.schema import StudyDoc
 from app.domain.errors import InvalidStudyDefinition
 from app.domain.study import (
+    DEFAULT_DISCONTINUATION_REASONS,
     Arm,
     Depot,
     Dispensing,
@@ -124,6 +125,9 @@ def to_domain(doc: StudyDoc) -> Study:
             roles=frozenset(doc.unblinding.roles),
             fresh_token_seconds=doc.unblinding.fresh_token_seconds,
         ),
+        discontinuation_reasons=DEFAULT_DISCONTINUATION_REASONS
+        if doc.subjects is None or doc.subjects.discontinuation_reasons is None
+        else tuple(doc.subjects.discontinuation_reasons),
     )
 
 

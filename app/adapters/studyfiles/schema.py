@@ -134,6 +134,17 @@ class UnblindingDoc(_Model):
     fresh_token_seconds: int = Field(default=300, ge=30, le=3600)
 
 
+class SubjectsDoc(_Model):
+    discontinuation_reasons: list[Code] | None = Field(
+        default=None,
+        description=(
+            "the reason codes a subject's treatment may be discontinued for; 'other' asks "
+            "for a text; default: adverse_event, death, consent_withdrawn, "
+            "investigator_decision, lost_to_follow_up, other"
+        ),
+    )
+
+
 class StudyDoc(_Model):
     slug: Slug
     title: Text
@@ -151,3 +162,4 @@ class StudyDoc(_Model):
     randomization: RandomizationDoc
     supply: SupplyDoc
     unblinding: UnblindingDoc
+    subjects: SubjectsDoc | None = None

@@ -64,6 +64,7 @@ def _detail(stored: StoredStudy, status: study_service.StudyStatus) -> StudyRead
             for v in s.visits
         ],
         pooled_with=list(s.pooled_with),
+        discontinuation_reasons=list(s.discontinuation_reasons),
         status=StudyStatusRead(
             mode=status.mode,
             list_version=status.list_version,

@@ -1,5 +1,6 @@
-"""Subjects: registration, randomization and the blinded subject view. No response here
-carries an arm or a kit type."""
+"""Subjects: registration, randomization, the blinded subject view, and the end of a
+subject's participation (discontinuation, completion). No response here carries an arm or a
+kit type."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
 from app.adapters.api.routing import ThreadPoolRoute
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
-from app.domain.subjects import Subject, SubjectNotFound
+from app.domain.subjects import Subject
 from app.services import randomization as rnd
+from app.services import subjects as subjects_service
+from app.services.subjects import SubjectView
 from app.services.supply import Dispensation
 
 router = APIRouter(prefix="/api/v1", tags=["subjects"], route_class=ThreadPoolRoute)
@@ -70,7 +73,31 @@ class SubjectRead(BaseModel):
     randomized_at: datetime | None
     randomization_number: int | None
     unblinded: bool
+    ended_at: datetime | None = None
     dispensations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DiscontinuationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=64,
+        description=(
+            "one of the study's discontinuation reasons (by default adverse_event, death, "
+            "consent_withdrawn, investigator_decision, lost_to_follow_up, other); otherwise "
+            "422 invalid_discontinuation_reason"
+        ),
+    )
+    detail: str | None = Field(
+        default=None, max_length=1000, description="free text; required with reason 'other'"
+    )
+
+
+class CompletionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    detail: str | None = Field(default=None, max_length=1000)
 
 
 class RandomizationRead(BaseModel):
@@ -95,8 +122,28 @@ def subject_read(
         randomized_at=subject.randomized_at,
         randomization_number=subject.randomization_number,
         unblinded=subject.unblinded,
+        ended_at=subject.ended_at,
         dispensations=dispensations or [],
     )
+
+
+def subject_view_read(view: SubjectView) -> SubjectRead:
+    return subject_read(
+        view.subject,
+        [
+            {
+                "visit": v.visit,
+                "dispensed_at": v.dispensed_at,
+                "weight_kg": v.weight_kg,
+                "kit_numbers": list(v.kit_numbers),
+            }
+            for v in view.dispensations
+        ],
+    )
+
+
+def _render_view(view: SubjectView) -> tuple[int, Any]:
+    return 200, subject_view_read(view).model_dump(mode="json")
 
 
 def dispensation_read(d: Dispensation) -> DispensationRead:
@@ -172,23 +219,45 @@ def get_subject(
     principal: Annotated[Principal, Depends(require(Action.SUBJECT_READ))],
     container: Deps,
 ) -> SubjectRead:
-    uow = container.uow(principal.actor)
-    if not principal.sees_study(study):
-        raise SubjectNotFound(f"no subject {subject_id!r} in study {study!r}")
-    with uow:
-        subject = uow.subjects.get(study, subject_id, sites=principal.sites_in(study))
-        if subject is None:
-            raise SubjectNotFound(f"no subject {subject_id!r} in study {study!r}")
-        views = uow.subjects.dispensations(subject)
-    return subject_read(
-        subject,
-        [
-            {
-                "visit": v.visit,
-                "dispensed_at": v.dispensed_at,
-                "weight_kg": v.weight_kg,
-                "kit_numbers": list(v.kit_numbers),
-            }
-            for v in views
-        ],
+    view = subjects_service.subject_status(
+        container.uow(principal.actor), principal, study, subject_id
     )
+    return subject_view_read(view)
+
+
+@router.post(
+    "/studies/{study}/subjects/{subject_id}/discontinuation",
+    response_model=SubjectRead,
+    summary="Discontinue a randomized subject's treatment, with a reason",
+)
+def discontinue(
+    study: str,
+    subject_id: SubjectId,
+    body: DiscontinuationCreate,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_END))],
+    container: Deps,
+    idem: Idem,
+) -> SubjectRead:
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_view))
+    view = subjects_service.discontinue(uow, principal, study, subject_id, body.reason, body.detail)
+    return subject_view_read(view)
+
+
+@router.post(
+    "/studies/{study}/subjects/{subject_id}/completion",
+    response_model=SubjectRead,
+    summary="Record that a randomized subject completed the study",
+)
+def complete(
+    study: str,
+    subject_id: SubjectId,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_END))],
+    container: Deps,
+    idem: Idem,
+    body: Annotated[CompletionCreate | None, Body()] = None,
+) -> SubjectRead:
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_view))
+    view = subjects_service.complete(
+        uow, principal, study, subject_id, body.detail if body is not None else None
+    )
+    return subject_view_read(view)
