@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import secrets
@@ -349,11 +350,22 @@ def _small_tablespace() -> Iterator[tuple[str, Path]]:
 
 
 def _fill(mount: Path, leave_kb: int) -> Path:
-    """Fill the disk but `leave_kb`."""
+    """Fill the disk but `leave_kb`. PostgreSQL may write into it meanwhile (a checkpoint
+    flushing pages), so the filler is written a megabyte at a time, stops where the disk
+    does, and is cut back until `leave_kb` are free again."""
     filler = mount / "filler"
-    free = shutil.disk_usage(mount).free - leave_kb * 1024
-    with filler.open("wb") as out:
-        out.write(b"\0" * max(0, free))
+    leave = leave_kb * 1024
+    with filler.open("wb", buffering=0) as out:
+        while (free := shutil.disk_usage(mount).free) > leave:
+            try:
+                out.write(b"\0" * min(1 << 20, free - leave))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    short = leave - shutil.disk_usage(mount).free
+    if short > 0:
+        os.truncate(filler, max(0, filler.stat().st_size - short))
     return filler
 
 
