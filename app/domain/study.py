@@ -213,6 +213,11 @@ class Study:
     def arm_codes(self) -> tuple[str, ...]:
         return tuple(arm.code for arm in self.arms)
 
+    def longest_arm_bytes(self) -> int:
+        """The longest arm code in UTF-8 bytes (with a stratum's slot count, it sets the
+        stratum's sealed size)."""
+        return max((len(code.encode()) for code in self.arm_codes()), default=0)
+
     def site(self, code: str) -> Site | None:
         return next((s for s in self.sites if s.code == code), None)
 

@@ -204,7 +204,7 @@ class SqlBlindingRepository:
             return 0
         stored = SqlStudyRepository(self._session, self._keys).get(study.slug)
         assert stored is not None
-        longest_arm = max(len(code.encode()) for code in stored.study.arm_codes())
+        longest_arm = stored.study.longest_arm_bytes()
         for row in rows:
             record = f"{row.list_id}:{row.key}"
             slots = cipher.open("stratum", record, Sealed(row.slots_sealed))

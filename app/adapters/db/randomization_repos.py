@@ -102,7 +102,7 @@ class _StudyScoped:
 
         stored = SqlStudyRepository(self._session, self._keys).get(slug)
         assert stored is not None
-        return max(len(code.encode()) for code in stored.study.arm_codes())
+        return stored.study.longest_arm_bytes()
 
 
 def _subject(row: Any, study: str, site: str) -> Subject:
