@@ -273,7 +273,7 @@ def _take_site_kits(
         if not servable_for_every_arm(study, visit, counts, quantity):
             raise InsufficientSupply(
                 f"site {subject.site!r} cannot serve visit {visit!r} to a subject of every "
-                "arm; the supply manager is told and the next resupply review ships"
+                "arm; the supply manager is told"
             )
         chosen = choose_kits(candidates, kit_type, quantity, on_date, dnd, rng)
         if uow.supply.move_kits(
@@ -389,8 +389,8 @@ def send_initial_shipments(
 
 
 def expire_kits(uow: UnitOfWork, slug: str, now: datetime | None = None) -> dict[str, list[str]]:
-    """Mark `expired` every kit at a depot or a site whose expiry date has passed, then
-    resupply the sites that fell below a trigger. The expired kit numbers by place."""
+    """Mark `expired` every kit at a depot or a site whose expiry date has passed (the next
+    resupply review counts them gone). The expired kit numbers by place."""
     now = now or uow.clock.now()
     today = now.date()
     expired: dict[str, list[str]] = {}
@@ -469,8 +469,8 @@ def dispense(
 
     The visit must be due on `on_date` (a UTC date; visit days count from the UTC date of
     randomization, or from `on_date` while the subject is being randomized), the kit type
-    is the study's for arm x visit and the quantity that of the weight band. Then the site
-    is resupplied if it fell below a trigger. `fresh`: the subject was randomized in this
+    is the study's for arm x visit and the quantity that of the weight band; never a
+    shipment (the daily review decides those). `fresh`: the subject was randomized in this
     transaction, so no visit of theirs can have been dispensed yet.
     """
     rng = rng or SecretsRandom()
