@@ -23,6 +23,7 @@ class SubjectStatus(StrEnum):
     RANDOMIZED = "randomized"
     COMPLETED = "completed"
     DISCONTINUED = "discontinued"
+    SCREEN_FAILED = "screen_failed"  # registered, never randomized, and will not be
 
 
 class SubjectNotFound(NotFound):
@@ -105,6 +106,10 @@ class Subject:
     unblinded: bool = False
     mode: str = "live"
     ended_at: datetime | None = None
+    end_reason: str | None = None
+    rescreen_of: int | None = None  # the pk of the earlier registration this one re-screens
+    strata_corrected: Mapping[str, str] | None = None  # `strata` stays as randomized
+    eligibility: Mapping[str, bool] | None = None
 
 
 def check_strata(study: Study, strata: Mapping[str, str]) -> dict[str, str]:

@@ -127,7 +127,9 @@ class SubjectRepository(Protocol):
 
     def mark_randomized(self, subject: Subject, number: int, at: datetime) -> Subject: ...
 
-    def mark_ended(self, subject: Subject, status: SubjectStatus, at: datetime) -> Subject | None:
+    def mark_ended(
+        self, subject: Subject, status: SubjectStatus, at: datetime, reason: str | None = None
+    ) -> Subject | None:
         """The subject moved from randomized to `status` at `at`; None (nothing changed)
         when it was no longer randomized: a conditional UPDATE that cannot succeed twice."""
 

@@ -102,7 +102,7 @@ def _end(
         raise SubjectNotFound(f"no subject {subject_id!r} in study {slug!r}")
     check_can_end(subject)
     now = uow.clock.now()
-    ended = uow.subjects.mark_ended(subject, status, now)
+    ended = uow.subjects.mark_ended(subject, status, now, reason)
     if ended is None:
         raise SubjectAlreadyEnded(f"subject {subject_id!r} has ended already")
     after: dict[str, str | None] = {"status": status.value, "ended_at": now.isoformat()}

@@ -24,6 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import false as sa_false
+from sqlalchemy import true as sa_true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -123,6 +124,9 @@ class SiteRow(Base):
     depot_id: Mapped[int] = mapped_column(ForeignKey("depot.id"))
     active: Mapped[bool] = mapped_column(Boolean)
     timezone: Mapped[str] = mapped_column(String(64))
+    # Closed to enrolment (no new randomization) apart from `active`: a closed site keeps
+    # its resupply for the subjects on treatment.
+    enrolment_open: Mapped[bool] = mapped_column(Boolean, server_default=sa_true())
 
 
 class SubjectRow(Base):
@@ -141,6 +145,11 @@ class SubjectRow(Base):
     randomization_number: Mapped[int | None] = mapped_column(Integer)
     unblinded: Mapped[bool] = mapped_column(Boolean, server_default=sa_false())
     ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(40))  # discontinuation/screen failure
+    rescreen_of: Mapped[int | None] = mapped_column(ForeignKey("subject.id"))
+    # The levels as corrected after randomization; `strata` keeps those used to randomize.
+    strata_corrected: Mapped[dict[str, Any] | None]
+    eligibility: Mapped[dict[str, Any] | None]  # the attested answers, kept with it
 
 
 class AuditEventRow(Base):
@@ -377,6 +386,21 @@ class DispensationRow(Base):
     dispensed_by: Mapped[str] = mapped_column(String(128))
 
 
+class VisitEventRow(Base):
+    """A scheduled visit recorded without a dispensation: `missed`, or its dose `held`."""
+
+    __tablename__ = "visit_event"
+    __table_args__ = (UniqueConstraint("subject_pk", "visit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_pk: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    visit: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # missed | held
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(128))
+
+
 class ExcursionRow(Base):
     """A temperature excursion: the kits are quarantined until released or rejected."""
 
@@ -439,6 +463,23 @@ class ResupplyReviewRow(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
     review_date: Mapped[date] = mapped_column(Date, primary_key=True)
     reviewed_at: Mapped[datetime]
+
+
+class EnrolmentCapRow(Base):
+    """A warning threshold and a hard cap on randomized subjects, for the study (target ""),
+    a country, a site or a stratum."""
+
+    __tablename__ = "enrolment_cap"
+    __table_args__ = (UniqueConstraint("study_id", "scope", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))  # study | country | site | stratum
+    target: Mapped[str] = mapped_column(String(128))
+    warning_at: Mapped[int | None] = mapped_column(Integer)
+    cap: Mapped[int | None] = mapped_column(Integer)
+    set_at: Mapped[datetime]
+    set_by: Mapped[str] = mapped_column(String(128))
 
 
 # The web pages' tables, imported here so that every user of the metadata sees them.

@@ -119,6 +119,10 @@ def _subject(row: Any, study: str, site: str) -> Subject:
         unblinded=row.unblinded,
         mode=row.mode,
         ended_at=row.ended_at,
+        end_reason=row.end_reason,
+        rescreen_of=row.rescreen_of,
+        strata_corrected=dict(row.strata_corrected) if row.strata_corrected else None,
+        eligibility=dict(row.eligibility) if row.eligibility else None,
     )
 
 
@@ -186,18 +190,20 @@ class SqlSubjectRepository(_StudyScoped):
             randomization_number=number,
         )
 
-    def mark_ended(self, subject: Subject, status: SubjectStatus, at: datetime) -> Subject | None:
+    def mark_ended(
+        self, subject: Subject, status: SubjectStatus, at: datetime, reason: str | None = None
+    ) -> Subject | None:
         changed = self._session.execute(
             update(SubjectRow)
             .where(
                 SubjectRow.id == subject.pk,
                 SubjectRow.status == SubjectStatus.RANDOMIZED.value,
             )
-            .values(status=status.value, ended_at=at)
+            .values(status=status.value, ended_at=at, end_reason=reason)
         )
         if getattr(changed, "rowcount", 0) != 1:
             return None
-        return replace(subject, status=status, ended_at=at)
+        return replace(subject, status=status, ended_at=at, end_reason=reason)
 
     def set_unblinded(self, subject: Subject) -> None:
         self._session.execute(
