@@ -170,8 +170,6 @@ def _act_as(uow: UnitOfWork, user: WebUser) -> None:
 def _site_grants(
     uow: UnitOfWork, role: Role, studies: Sequence[str], sites: Sequence[str]
 ) -> dict[str, frozenset[str]]:
-    if role is Role.ADMIN and studies:
-        raise InvalidUserRequest("an admin is granted every study; omit --study")
     if role is not Role.ADMIN and not studies:
         raise InvalidUserRequest(f"a {role.value} needs at least one --study")
     if role is Role.EDC:
@@ -208,9 +206,14 @@ def create_user(
     sites: Sequence[str],
     now: datetime,
     locale: str | None = None,
+    within: frozenset[str] | None = None,
 ) -> IssuedEnrolment:
-    """Create a user granted those studies (and sites); the enrolment code is returned once."""
+    """Create a user granted those studies (and sites); the enrolment code is returned once.
+    An admin given no study is granted every study; given some, those. `within`: the studies
+    the creating administrator holds (None: every study), the only ones they may grant."""
     address = normalize_email(email)
+    if within is not None and (not studies or not set(studies) <= within):
+        raise InvalidUserRequest("grant only studies you administer")
     if locale is not None and locale not in LOCALES:
         raise InvalidUserRequest(f"language must be one of {', '.join(LOCALES)}")
     with uow:
@@ -222,7 +225,9 @@ def create_user(
             user_id="u_" + secrets.token_hex(8),
             email=address,
             role=role,
-            studies=None if role is Role.ADMIN else frozenset(dict.fromkeys(studies)),
+            studies=None
+            if role is Role.ADMIN and not studies
+            else frozenset(dict.fromkeys(studies)),
             sites=grants,
             locale=locale,
             enrolment_hash=hasher.hash(_canonical_code(code)),

@@ -48,6 +48,20 @@ class TestUsers:
         assert "enrolment pending" in listing
         assert created["enrolment_code"] not in listing
 
+    def test_an_admin_may_be_granted_some_studies(self, ready: dict[str, str]) -> None:
+        """Deployment scripts pass --study for every role: an admin granted those studies."""
+        code, output = create(
+            ready, "--study", "iris-7a", "--role", "admin", "--email", "ops@example.org"
+        )
+        assert code == 0, output
+        code, output = create(ready, "--role", "admin", "--email", "root@example.org")
+        assert code == 0, output
+        code, listing = run(ready, "users", "list")
+        assert code == 0
+        rows = {line.split()[1]: line.split() for line in listing.splitlines() if "@" in line}
+        assert rows["ops@example.org"][2:4] == ["admin", "iris-7a"]
+        assert rows["root@example.org"][2:4] == ["admin", "*"]
+
     def test_refusals_say_why(self, ready: dict[str, str]) -> None:
         cases = [
             (("--role", "investigator", "--study", "iris-7a"), "at least one --site"),

@@ -66,11 +66,14 @@ def enrol(
     clock: Callable[[], datetime],
     role: Role,
     email: str,
-    studies: Sequence[str] = ("iris-7a",),
+    studies: Sequence[str] | None = None,
     sites: Sequence[str] = (),
     locale: str | None = None,
 ) -> Person:
-    """Create a user and enrol them through the use cases (as the pages do)."""
+    """Create a user and enrol them through the use cases (as the pages do); by default an
+    admin holds every study, anyone else iris-7a."""
+    if studies is None:
+        studies = [] if role is Role.ADMIN else ["iris-7a"]
     if role.site_scoped and not sites:
         sites = ["FR01"]
     issued = user_service.create_user(
@@ -78,7 +81,7 @@ def enrol(
         container.hasher,
         email=email,
         role=role,
-        studies=[] if role is Role.ADMIN else list(studies),
+        studies=list(studies),
         sites=list(sites),
         now=clock(),
         locale=locale,

@@ -263,6 +263,37 @@ class TestUserManagement:
             assert str(data["email"]) in refused.text  # what was typed is kept
             assert _user(trial, str(data["email"])) is None
 
+    def test_an_admin_of_some_studies_grants_only_those(
+        self, web: TestClient, trial: Container, person: Callable[..., Person], clock: FakeClock
+    ) -> None:
+        admin = person(Role.ADMIN, studies=[STUDY])
+        login(web, admin, clock)
+        for studies in (["iris-7b"], [STUDY, "iris-7b"], []):
+            refused = web.post(
+                "/ui/users/new",
+                data={
+                    "csrf_token": _create_form(web),
+                    "email": "someone@chu.example.fr",
+                    "role": "admin" if not studies else "auditor",
+                    "studies": studies,
+                },
+            )
+            assert refused.status_code == 400, (studies, refused.text)
+            assert _user(trial, "someone@chu.example.fr") is None
+        granted = web.post(
+            "/ui/users/new",
+            data={
+                "csrf_token": _create_form(web),
+                "email": "audit@chu.example.fr",
+                "role": "auditor",
+                "studies": [STUDY],
+            },
+        )
+        assert granted.status_code == 200, granted.text
+        user = _user(trial, "audit@chu.example.fr")
+        assert user is not None
+        assert user.studies == frozenset({STUDY})
+
     def test_the_admin_disables_a_user_with_a_reason(
         self,
         web: TestClient,

@@ -127,6 +127,7 @@ async def create(
                 sites=sites,
                 now=ctx.now,
                 locale=locale,
+                within=ctx.principal.studies,
             )
         )
     except DomainError as exc:
