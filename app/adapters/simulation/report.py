@@ -50,6 +50,10 @@ def summary(results: Results) -> dict[str, Any]:
             }
             for s in studies
         },
+        "end_states": {s: dict(sorted(results.end_states.get(s, {}).items())) for s in studies},
+        "discontinuation_reasons": {
+            s: dict(sorted(results.end_reasons.get(s, {}).items())) for s in studies
+        },
         "unblinded": results.unblinded,
         "latency_ms": [
             {
@@ -134,6 +138,22 @@ def print_tables(results: Results, console: Console) -> None:
         "expiry waste at depots: not measured (the API exposes no depot inventory); "
         "a later visit counts as refused once, however many days it was retried"
     )
+
+    states = sorted({state for by in figures["end_states"].values() for state in by})
+    ended = Table(title="How the subjects ended (each subject's status read back from the API)")
+    ended.add_column("study")
+    for state in (*states, "total"):
+        ended.add_column(state.replace("_", " "), justify="right")
+    ended.add_column("discontinuation reasons")
+    for study, by_state in figures["end_states"].items():
+        reasons = figures["discontinuation_reasons"][study]
+        ended.add_row(
+            study,
+            *(str(by_state.get(state, 0)) for state in states),
+            str(sum(by_state.values())),
+            ", ".join(f"{reason} {n}" for reason, n in reasons.items()) or "-",
+        )
+    console.print(ended)
 
     latency = Table(title="Latency by endpoint (client side, ms)")
     for column in ("endpoint", "calls", "p50", "p99", "max"):

@@ -5,11 +5,13 @@ Each simulated day: the clock moves one day; pharmacists receive the shipments i
 (now and then with a damaged kit; with `transit_days`, only shipments seen in transit that
 many days before: a courier's extra days); new subjects are registered and randomized with their
 weight (the first visit's kits come with the randomization); every subject due for a visit
-is dosed with a weight that drifts a little; some discontinue; on one day an investigator
-breaks the code for one subject. Refusals for supply are counted as stock-outs and retried
-the next day; a later visit (after the first) refused for supply is also counted once per
-visit, for the rate of later-visit refusals. Expired kits are read from the sites'
-inventories (the API has no depot inventory).
+is dosed with a weight that drifts a little; now and then a visit is missed; some subjects
+die or withdraw (a discontinuation through the API, with the reason), the others complete
+after their last visit; on one day an investigator breaks the code for one subject. At the
+end every subject's status is read back through the API (`end_states`). Refusals for supply
+are counted as stock-outs and retried the next day; a later visit (after the first) refused
+for supply is also counted once per visit, for the rate of later-visit refusals. Expired
+kits are read from the sites' inventories (the API has no depot inventory).
 
 With `observe`, the runner also records what the site roles were told, in order, for the
 leak analysis (app.adapters.simulation.leaks): every shipment received with each kit's lot
@@ -49,7 +51,7 @@ class SimSubject:
     weight: float
     randomized_day: int | None = None
     next_visit: int = 0
-    discontinued: bool = False
+    discontinued: bool = False  # ended (discontinued or completed) or never to be randomized
 
 
 @dataclass
@@ -65,6 +67,9 @@ class Results:
     stock_outs: Counter[str] = field(default_factory=Counter)
     missed_visits: Counter[str] = field(default_factory=Counter)
     discontinued: Counter[str] = field(default_factory=Counter)
+    completed: Counter[str] = field(default_factory=Counter)
+    end_states: dict[str, Counter[str]] = field(default_factory=dict)  # study -> status -> n
+    end_reasons: dict[str, Counter[str]] = field(default_factory=dict)  # study -> reason -> n
     unblinded: list[str] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -194,6 +199,7 @@ class Simulation:
                 self.progress(day + 1, self.total_days)
         self.results.days = self.total_days
         self.export()
+        self.read_end_states()
         return self.results
 
     def receive_shipments(self, study: StudySetup) -> None:
@@ -312,9 +318,7 @@ class Simulation:
                 self.results.kits_dispensed[study.slug] += len(response.json()["kits"])
                 self.results.visits_dispensed[study.slug] += 1
                 subject.next_visit += 1
-                if self.rng.random() < 0.015:
-                    subject.discontinued = True
-                    self.results.discontinued[study.slug] += 1
+                self.after_dose(study, subject)
                 continue
             code_text = response.json().get("code")
             self.observe_refusal(subject, code, subject.next_visit, str(code_text))
@@ -328,6 +332,58 @@ class Simulation:
                 subject.discontinued = True
             else:
                 self.results.errors[f"dispense {code_text}"] += 1
+
+    def after_dose(self, study: StudySetup, subject: SimSubject) -> None:
+        """After a dose: the subject may die or withdraw, or completes after the last visit."""
+        draw = self.rng.random()
+        if draw < 0.01:
+            self.end(study, subject, "discontinuation", {"reason": "death"})
+        elif draw < 0.02:
+            self.end(
+                study,
+                subject,
+                "discontinuation",
+                {"reason": "consent_withdrawn", "detail": "family asked to stop"},
+            )
+        elif subject.next_visit >= len(study.visits):
+            self.end(study, subject, "completion", {})
+
+    def end(self, study: StudySetup, subject: SimSubject, how: str, body: dict[str, str]) -> None:
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/" + how,
+            study.investigators[subject.site],
+            path={"study": study.slug, "subject": subject.subject_id},
+            json=body,
+            headers={"Idempotency-Key": f"{how}-{subject.subject_id}"},
+        )
+        if response.status_code != 200:
+            self.results.errors[f"{how} {response.json().get('code')}"] += 1
+            return
+        subject.discontinued = True
+        if how == "completion":
+            self.results.completed[study.slug] += 1
+        else:
+            self.results.discontinued[study.slug] += 1
+            reasons = self.results.end_reasons.setdefault(study.slug, Counter())
+            reasons[body["reason"]] += 1
+
+    def read_end_states(self) -> None:
+        """Every subject's status as the API tells it at the end."""
+        for subject in self.subjects:
+            study = self.setup.studies[subject.study]
+            response = self.api.call(
+                "GET",
+                "/api/v1/studies/{study}/subjects/{subject}",
+                study.edc,
+                path={"study": study.slug, "subject": subject.subject_id},
+            )
+            state = (
+                str(response.json()["status"])
+                if response.status_code == 200
+                else f"unreadable {response.status_code}"
+            )
+            self.results.end_states.setdefault(study.slug, Counter())[state] += 1
 
     def emergency_unblinding(self) -> None:
         candidates = [s for s in self.subjects if s.randomized_day is not None]
