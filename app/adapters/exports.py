@@ -17,6 +17,7 @@ LIST_COLUMNS = (
     "arm",
     "subject_id",
     "allocated_at",
+    "stratum_corrected",  # the taking subject's stratum as corrected (empty: never corrected)
 )
 POOLED_COLUMNS = (
     "study",
@@ -27,6 +28,7 @@ POOLED_COLUMNS = (
     "arm",
     "randomized_at",
     "unblinded",
+    "stratum_corrected",  # as corrected after randomization; `stratum` is as randomized
 )
 
 
@@ -57,6 +59,7 @@ def list_csv(lines: Iterable[Any]) -> str:
                 x.arm,
                 x.subject_id,
                 iso(x.allocated_at),
+                x.stratum_corrected,
             )
             for x in lines
         ),
@@ -77,6 +80,7 @@ def pooled_csv(rows: Iterable[Any]) -> str:
                 r.arm,
                 iso(r.randomized_at),
                 "true" if r.unblinded else "false",
+                r.stratum_corrected,
             )
             for r in rows
         ),

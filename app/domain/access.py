@@ -19,11 +19,12 @@ from app.domain.roles import Role
 
 class Action(StrEnum):
     STUDY_READ = "study:read"
-    SUBJECT_REGISTER = "subject:register"
+    SUBJECT_REGISTER = "subject:register"  # registration, re-screening, stratum correction
     SUBJECT_RANDOMIZE = "subject:randomize"
     SUBJECT_READ = "subject:read"
-    SUBJECT_END = "subject:end"  # discontinuation and completion
-    DISPENSE = "dispensation:create"
+    SUBJECT_END = "subject:end"  # discontinuation, completion and screen failure
+    DISPENSE = "dispensation:create"  # scheduled visits and unscheduled dispensations
+    VISIT_RECORD = "visit:record"  # a visit missed or its dose held, with a reason
     KIT_READ = "kit:read"
     INVENTORY_READ = "inventory:read"
     SHIPMENT_READ = "shipment:read"
@@ -39,6 +40,9 @@ class Action(StrEnum):
     AUDIT_READ = "audit:read"
     SIMULATION_CLOCK = "simulation:clock"  # only on a service started by `iwrs simulate`
     USER_MANAGE = "user:manage"  # web users on the pages: list, create, disable
+    ENROLMENT_READ = "enrolment:read"  # counts of randomized subjects, caps, sites' state
+    ENROLMENT_MANAGE = "enrolment:manage"  # caps; closing and reopening a site's enrolment
+    SITE_ACTIVATE = "site:activate"  # activation (initial shipment) and deactivation
 
 
 PERMISSIONS: Mapping[Role, frozenset[Action]] = {
@@ -50,6 +54,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.SUBJECT_READ,
             Action.SUBJECT_END,
             Action.DISPENSE,
+            Action.VISIT_RECORD,
         }
     ),
     Role.INVESTIGATOR: frozenset(
@@ -60,6 +65,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.SUBJECT_READ,
             Action.SUBJECT_END,
             Action.DISPENSE,
+            Action.VISIT_RECORD,
             Action.KIT_READ,
             Action.UNBLIND,  # where the study's unblinding policy names investigators
             Action.ARM_READ,
@@ -70,6 +76,7 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.STUDY_READ,
             Action.SUBJECT_READ,
             Action.DISPENSE,
+            Action.VISIT_RECORD,
             Action.KIT_READ,
             Action.INVENTORY_READ,
             Action.SHIPMENT_READ,
@@ -95,12 +102,23 @@ PERMISSIONS: Mapping[Role, frozenset[Action]] = {
             Action.INVENTORY_READ,
             Action.SHIPMENT_READ,
             Action.SUPPLY_MANAGE,
+            Action.ENROLMENT_READ,
+            Action.ENROLMENT_MANAGE,
+            Action.SITE_ACTIVATE,
         }
     ),
     Role.ADMIN: frozenset(
-        {Action.STUDY_READ, Action.AUDIT_READ, Action.SIMULATION_CLOCK, Action.USER_MANAGE}
+        {
+            Action.STUDY_READ,
+            Action.AUDIT_READ,
+            Action.SIMULATION_CLOCK,
+            Action.USER_MANAGE,
+            Action.ENROLMENT_READ,
+            Action.ENROLMENT_MANAGE,
+            Action.SITE_ACTIVATE,
+        }
     ),
-    Role.AUDITOR: frozenset({Action.STUDY_READ, Action.AUDIT_READ}),
+    Role.AUDITOR: frozenset({Action.STUDY_READ, Action.AUDIT_READ, Action.ENROLMENT_READ}),
 }
 
 

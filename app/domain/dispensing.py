@@ -22,12 +22,18 @@ shipment carries equal counts of every type lot by lot, and a depot's types run 
 lots in step: neither a shipment nor a lot code tells a type. A lot missing a type gives no
 set (its odd kits wait for a central recall).
 
-Visits (`visit_check`): visits are done in study order, each one only once, with no skipping:
-a visit requires every earlier visit dispensed (the first one is dispensed at randomization).
-A missed visit therefore blocks the later ones until it is dispensed or the schedule is
-changed; that strictness is deliberate, so a subject never receives a later kit type out of
-sequence. A visit is open from randomized_on + day - window_before to
-randomized_on + day + window_after, both ends included.
+Visits (`visit_check`): dates are the site's local dates (app.domain.schedule.local_date):
+day 0 is the site-local date of randomization. A visit is open from day0 + day - window_before
+to day0 + day + window_after, both ends included (`visit_window`). The first visit (earliest
+day) is dispensed at randomization, or in its own window when the randomization came without
+a weight. Each visit is dispensed at most once, never after it was recorded missed (the
+subject did not come) or held (the dose was withheld), and only inside its own window. Visits
+keep study order: a visit is dispensable on a date only when every earlier visit is settled
+on that date, settled meaning dispensed, or recorded missed or held, or with its window
+closed (its last day before that date). So a missed dose never blocks the later ones for
+good (once its window has closed, or once it is recorded, the next visit goes ahead in its
+own window), while a subject is never given a later visit's kit while an earlier visit can
+still be given. The rule looks at the schedule and the records only, never at the arm.
 
 Refusals (`servable_for_every_arm`): a visit, the first (the randomization gate) or any
 later one, is served only when the site could serve it to a subject of ANY arm, so whether
@@ -64,6 +70,12 @@ class VisitAlreadyDispensed(Conflict):
     """Kits were already dispensed to the subject at this visit."""
 
     code = "visit_already_dispensed"
+
+
+class VisitAlreadyRecorded(Conflict):
+    """The visit was recorded missed or held already; it is never dispensed after that."""
+
+    code = "visit_already_recorded"
 
 
 class WeightOutOfRange(DomainError):
@@ -174,28 +186,46 @@ class SetPool:
         return chosen
 
 
+def visit_window(visit: Visit, day0: date) -> tuple[date, date]:
+    """The first and last (site-local) dates of the visit's window, both included."""
+    return (
+        day0 + timedelta(days=visit.day - visit.window_before),
+        day0 + timedelta(days=visit.day + visit.window_after),
+    )
+
+
 def visit_check(
     visits: Sequence[Visit],
     randomized_on: date,
     dispensed: Collection[str],
     visit_code: str,
     on_date: date,
+    recorded: Collection[str] = (),
 ) -> None:
-    """Refuse dispensing at `visit_code` on `on_date` unless the visit is due and not done."""
+    """Refuse dispensing at `visit_code` on `on_date` unless the visit is due and not done
+    (see the module docstring). `randomized_on` and `on_date` are site-local dates;
+    `recorded`: the visits recorded missed or held."""
     ordered = sorted(visits, key=lambda v: v.day)
     index = next((i for i, v in enumerate(ordered) if v.code == visit_code), None)
     if index is None:
         raise VisitNotAllowed(f"visit {visit_code!r} is not a visit of the study")
     if visit_code in dispensed:
         raise VisitAlreadyDispensed(f"visit {visit_code!r} was already dispensed")
-    missing = [v.code for v in ordered[:index] if v.code not in dispensed]
-    if missing:
+    if visit_code in recorded:
+        raise VisitAlreadyRecorded(f"visit {visit_code!r} was recorded missed or held")
+    pending = [
+        v.code
+        for v in ordered[:index]
+        if v.code not in dispensed
+        and v.code not in recorded
+        and visit_window(v, randomized_on)[1] >= on_date
+    ]
+    if pending:
         raise VisitNotAllowed(
-            f"visit {visit_code!r} needs the earlier visit {missing[0]!r} dispensed first"
+            f"visit {visit_code!r} needs the earlier visit {pending[0]!r} dispensed, or "
+            "recorded missed or held, first"
         )
-    visit = ordered[index]
-    opens = randomized_on + timedelta(days=visit.day - visit.window_before)
-    closes = randomized_on + timedelta(days=visit.day + visit.window_after)
+    opens, closes = visit_window(ordered[index], randomized_on)
     if not opens <= on_date <= closes:
         raise VisitNotAllowed(
             f"visit {visit_code!r} is open from {opens.isoformat()} to {closes.isoformat()}, "

@@ -21,11 +21,13 @@ its fixed sealed size.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.domain.roles import UNBLINDING_CAPABLE, Role
 
@@ -187,6 +189,43 @@ DEFAULT_DISCONTINUATION_REASONS: tuple[str, ...] = (
     "lost_to_follow_up",
     "other",
 )
+# Why a registered subject failed screening, when the study file names none.
+DEFAULT_SCREEN_FAILURE_REASONS: tuple[str, ...] = (
+    "inclusion_criterion_not_met",
+    "exclusion_criterion_met",
+    "consent_not_obtained",
+    "death",
+    "investigator_decision",
+    "other",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityQuestion:
+    """A question the randomizing user answers "yes" to before a randomization goes ahead;
+    `text` in English, `translations` by locale (e.g. "fr")."""
+
+    code: str
+    text: str
+    translations: Mapping[str, str] = field(default_factory=dict)
+
+    def text_in(self, locale: str) -> str:
+        return self.translations.get(locale) or self.text
+
+
+# Unscheduled dispensations are coded U1, U2, ... (app.domain.schedule); no visit may be.
+UNSCHEDULED_CODE = r"U[0-9]+"
+UNSCHEDULED_KIT_RULES = ("last_visit",)
+
+
+@dataclass(frozen=True, slots=True)
+class Unscheduled:
+    """Dispensing outside the schedule (app.domain.schedule): `kit_rule` "last_visit" gives
+    the kit type of arm x the latest scheduled visit dispensed, in the weight band's
+    quantity; at most `max_per_subject` a subject (None: no limit)."""
+
+    kit_rule: str = "last_visit"
+    max_per_subject: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +248,13 @@ class Study:
     description: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
     discontinuation_reasons: tuple[str, ...] = DEFAULT_DISCONTINUATION_REASONS
+    unscheduled: Unscheduled | None = None  # None: no unscheduled dispensation
+    screen_failure_reasons: tuple[str, ...] = DEFAULT_SCREEN_FAILURE_REASONS
+    # A screen-failed subject may be registered again, linked to the earlier registration,
+    # at most `max_rescreens` times in one chain (app.domain.subjects).
+    rescreening: bool = False
+    max_rescreens: int = 1
+    eligibility: tuple[EligibilityQuestion, ...] = ()
 
     def arm_codes(self) -> tuple[str, ...]:
         return tuple(arm.code for arm in self.arms)
@@ -399,18 +445,53 @@ def study_problems(study: Study) -> list[Problem]:
         problems.append(Problem("unblinding.roles", f"role {role.value!r} may never unblind"))
     if study.slug in study.pooled_with:
         problems.append(Problem("pooled_with", "a study is not pooled with itself"))
-    return problems + _subject_problems(study) + sealing_problems(study)
+    return problems + _subject_problems(study) + _visit_problems(study) + sealing_problems(study)
+
+
+def _visit_problems(study: Study) -> list[Problem]:
+    """Site time zones (visit windows are site-local dates) and the unscheduled rule."""
+    problems: list[Problem] = []
+    for i, site in enumerate(study.sites):
+        try:
+            ZoneInfo(site.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(Problem(f"sites[{i}].timezone", f"unknown time zone {site.timezone!r}"))
+    rule = study.unscheduled
+    if rule is None:
+        return problems
+    if rule.kit_rule not in UNSCHEDULED_KIT_RULES:
+        problems.append(
+            Problem("unscheduled.kit_rule", f"must be one of {', '.join(UNSCHEDULED_KIT_RULES)}")
+        )
+    if rule.max_per_subject is not None and rule.max_per_subject < 1:
+        problems.append(Problem("unscheduled.max_per_subject", "must be at least 1"))
+    for i, visit in enumerate(study.visits):
+        if re.fullmatch(UNSCHEDULED_CODE, visit.code):
+            problems.append(
+                Problem(f"visits[{i}].code", "U and a number name unscheduled dispensations")
+            )
+    return problems
 
 
 def _subject_problems(study: Study) -> list[Problem]:
-    path = "subjects.discontinuation_reasons"
-    reasons = list(study.discontinuation_reasons)
-    problems = [
-        Problem(path, f"code {dup!r} appears more than once")
-        for dup in sorted(_duplicates(reasons))
-    ]
-    if not reasons:
-        problems.append(Problem(path, "name at least one reason"))
+    problems: list[Problem] = []
+    for name, reasons in (
+        ("discontinuation_reasons", list(study.discontinuation_reasons)),
+        ("screen_failure_reasons", list(study.screen_failure_reasons)),
+    ):
+        path = f"subjects.{name}"
+        problems.extend(
+            Problem(path, f"code {dup!r} appears more than once")
+            for dup in sorted(_duplicates(reasons))
+        )
+        if not reasons:
+            problems.append(Problem(path, "name at least one reason"))
+    problems.extend(
+        Problem("eligibility", f"code {dup!r} appears more than once")
+        for dup in sorted(_duplicates([q.code for q in study.eligibility]))
+    )
+    if study.max_rescreens < 1:
+        problems.append(Problem("subjects.max_rescreens", "must be at least 1"))
     return problems
 
 

@@ -1,10 +1,21 @@
 """Subjects: registration, then exactly one randomization, then completion or discontinuation.
 
-`status` moves registered -> randomized -> (completed | discontinued). A subject is
-randomized only when every stratification factor has a known level. Only a randomized
-subject ends, once, at `ended_at`; an ended subject is never dispensed to again. A
-discontinuation names one of the study's reasons ("other" with a text). None of these
-rules looks at the arm.
+`status` moves registered -> randomized -> (completed | discontinued), or registered ->
+screen_failed. A subject is randomized only when every stratification factor has a known
+level, when it did not fail screening, and when every eligibility question of the study is
+answered yes. Only a randomized subject completes or discontinues, once, at `ended_at`; only
+a registered one fails screening, once; an ended subject is never dispensed to again. A
+discontinuation or a screen failure names one of the study's reasons ("other" with a text).
+
+Re-screening: where the study allows it, a screen-failed subject is registered again under a
+new id at the same site, linked to the earlier registration (`rescreen_of`); a registration
+is re-screened at most once, and a chain holds at most `max_rescreens` re-screenings.
+
+Stratum correction: a wrongly entered level is corrected with a reason. Before
+randomization the registration's level is replaced (randomization uses it); after, `strata`
+keeps the levels used to randomize (the allocation never changes: analysed as randomized,
+ICH E9) and `strata_corrected` holds every level as corrected. None of these rules looks at
+the arm.
 """
 
 from __future__ import annotations
@@ -60,6 +71,69 @@ class SubjectNotOnTreatment(Conflict):
     """The subject completed or discontinued: nothing is dispensed to them any more."""
 
     code = "subject_not_on_treatment"
+
+
+class SubjectScreenFailed(Conflict):
+    """The subject failed screening: never randomized, never corrected; re-screen it under
+    a new registration where the study allows."""
+
+    code = "subject_screen_failed"
+
+
+class InvalidScreenFailureReason(DomainError):
+    """The reason is not one of the study's screen failure reasons, or "other" comes
+    without a text."""
+
+    code = "invalid_screen_failure_reason"
+
+
+class RescreeningNotAllowed(Conflict):
+    """The study does not allow a screen-failed subject to be registered again."""
+
+    code = "rescreening_not_allowed"
+
+
+class RescreenOfNotFound(DomainError):
+    """`rescreen_of` names no subject of the study at that site among the caller's."""
+
+    code = "rescreen_of_not_found"
+
+
+class RescreenOfNotScreenFailed(Conflict):
+    """Only a screen-failed subject is re-screened."""
+
+    code = "rescreen_of_not_screen_failed"
+
+
+class SubjectAlreadyRescreened(Conflict):
+    """The earlier registration was re-screened already; re-screen the latest one."""
+
+    code = "subject_already_rescreened"
+
+
+class RescreenLimitReached(Conflict):
+    """The chain of registrations holds as many re-screenings as the study allows."""
+
+    code = "rescreen_limit_reached"
+
+
+class EligibilityNotConfirmed(DomainError):
+    """An eligibility question of the study is unanswered or not answered yes, or an
+    answer names no question of the study."""
+
+    code = "eligibility_not_confirmed"
+
+
+class InvalidCorrection(DomainError):
+    """A correction of a subject's record comes without its reason."""
+
+    code = "invalid_correction"
+
+
+class StratumUnchanged(DomainError):
+    """The corrected level is the subject's level already."""
+
+    code = "stratum_unchanged"
 
 
 class InvalidDiscontinuationReason(DomainError):
@@ -128,8 +202,93 @@ def check_strata(study: Study, strata: Mapping[str, str]) -> dict[str, str]:
     return {f.code: strata[f.code] for f in study.factors}
 
 
-ENDED = frozenset({SubjectStatus.COMPLETED, SubjectStatus.DISCONTINUED})
+ENDED = frozenset(
+    {SubjectStatus.COMPLETED, SubjectStatus.DISCONTINUED, SubjectStatus.SCREEN_FAILED}
+)
 OTHER_REASON = "other"
+
+
+def check_randomizable(subject: Subject) -> None:
+    """Only a registered subject is randomized: never a screen failure, never twice."""
+    if subject.status is SubjectStatus.SCREEN_FAILED:
+        raise SubjectScreenFailed(f"subject {subject.subject_id!r} failed screening")
+    if subject.status is not SubjectStatus.REGISTERED:
+        raise SubjectAlreadyRandomized(f"subject {subject.subject_id!r} is randomized already")
+
+
+def check_can_screen_fail(subject: Subject) -> None:
+    """Only a registered (never randomized) subject fails screening, once."""
+    if subject.status in ENDED:
+        raise SubjectAlreadyEnded(f"subject {subject.subject_id!r} has ended already")
+    if subject.status is not SubjectStatus.REGISTERED:
+        raise SubjectAlreadyRandomized(f"subject {subject.subject_id!r} is randomized already")
+
+
+def screen_failure_reason(study: Study, reason: str, detail: str | None) -> str | None:
+    """The detail to keep once the reason is checked against the study's screen failure
+    reasons; "other" needs a detail."""
+    return _checked_reason(study.screen_failure_reasons, reason, detail, InvalidScreenFailureReason)
+
+
+def check_rescreen(
+    study: Study,
+    earlier: Subject | None,
+    rescreens_before: int,
+    rescreened_already: bool,
+) -> Subject:
+    """May a new registration re-screen `earlier` (found at the registering site among the
+    caller's, else None)? `rescreens_before`: re-screenings in the chain up to `earlier`."""
+    if not study.rescreening:
+        raise RescreeningNotAllowed(f"study {study.slug!r} does not allow re-screening")
+    if earlier is None:
+        raise RescreenOfNotFound("rescreen_of names no subject of yours at this site")
+    if earlier.status is not SubjectStatus.SCREEN_FAILED:
+        raise RescreenOfNotScreenFailed(
+            f"subject {earlier.subject_id!r} is {earlier.status.value}, not screen_failed"
+        )
+    if rescreened_already:
+        raise SubjectAlreadyRescreened(
+            f"subject {earlier.subject_id!r} was re-screened already; re-screen the latest"
+        )
+    if rescreens_before + 1 > study.max_rescreens:
+        raise RescreenLimitReached(
+            f"study {study.slug!r} allows {study.max_rescreens} re-screening(s) per subject"
+        )
+    return earlier
+
+
+def check_eligibility(study: Study, answers: Mapping[str, bool] | None) -> dict[str, bool]:
+    """The answers to keep, in the study's order: every question answered yes (True), and
+    no answer to a question the study does not ask."""
+    given = dict(answers or {})
+    asked = [q.code for q in study.eligibility]
+    problems = [f"unknown question {code!r}" for code in sorted(set(given) - set(asked))]
+    problems += [f"question {code!r} is unanswered" for code in asked if code not in given]
+    problems += [
+        f"question {code!r} is not answered yes"
+        for code in asked
+        if code in given and given[code] is not True
+    ]
+    if problems:
+        raise EligibilityNotConfirmed("; ".join(problems))
+    return {code: True for code in asked}
+
+
+def corrected_strata(study: Study, subject: Subject, factor: str, level: str) -> dict[str, str]:
+    """Every level of the subject once `factor` is corrected to `level`: from the levels as
+    corrected so far (else as registered). Refused for a screen failure, for an unknown
+    factor or level, and when nothing would change."""
+    if subject.status is SubjectStatus.SCREEN_FAILED:
+        raise SubjectScreenFailed(f"subject {subject.subject_id!r} failed screening")
+    found = study.factor(factor)
+    if found is None:
+        raise InvalidStratum(f"unknown factor {factor!r}")
+    if level not in found.level_codes():
+        raise InvalidStratum(f"unknown level {level!r} for factor {factor!r}")
+    current = dict(subject.strata_corrected or subject.strata)
+    if current.get(factor) == level:
+        raise StratumUnchanged(f"factor {factor!r} is {level!r} already")
+    return {**current, factor: level}
 
 
 def check_can_end(subject: Subject) -> None:
@@ -151,11 +310,17 @@ def check_on_treatment(subject: Subject) -> None:
 def discontinuation_reason(study: Study, reason: str, detail: str | None) -> str | None:
     """The detail to keep (stripped, None when empty) once the reason is checked against the
     study's list; "other" needs a detail."""
-    if reason not in study.discontinuation_reasons:
-        raise InvalidDiscontinuationReason(
-            f"reason {reason!r} is not one of {', '.join(study.discontinuation_reasons)}"
-        )
+    return _checked_reason(
+        study.discontinuation_reasons, reason, detail, InvalidDiscontinuationReason
+    )
+
+
+def _checked_reason(
+    reasons: tuple[str, ...], reason: str, detail: str | None, error: type[DomainError]
+) -> str | None:
+    if reason not in reasons:
+        raise error(f"reason {reason!r} is not one of {', '.join(reasons)}")
     text = (detail or "").strip() or None
     if reason == OTHER_REASON and text is None:
-        raise InvalidDiscontinuationReason("reason 'other' needs a detail")
+        raise error("reason 'other' needs a detail")
     return text

@@ -95,6 +95,15 @@ def _stratum(study: Study, subject: Subject) -> str:
     return stratum_key(site, subject.strata, [f.code for f in study.factors])
 
 
+def _stratum_corrected(study: Study, subject: Subject) -> str | None:
+    """The stratum the subject's corrected levels name (None: never corrected); the
+    allocation stays in the stratum it was randomized in."""
+    if subject.strata_corrected is None:
+        return None
+    site = subject.site if study.randomization.stratify_by_site else None
+    return stratum_key(site, subject.strata_corrected, [f.code for f in study.factors])
+
+
 def ensure_not_locked(uow: UnitOfWork, slug: str) -> None:
     """Inside an open unit of work: refuse (409 study_locked) when the study is locked. The
     study row stays share-locked until commit, so a concurrent lock waits for this change."""
@@ -361,6 +370,7 @@ class ListLine:
     arm: str
     subject_id: str | None
     allocated_at: datetime | None
+    stratum_corrected: str | None = None  # the subject's stratum as corrected, if ever
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +388,7 @@ def export_list(
     """Every slot of the study's active list (of its current mode unless `mode`), with the
     subject that took it; audited."""
     with uow:
-        _visible_study(uow, principal, slug)
+        study = _visible_study(uow, principal, slug)
         mode = mode or uow.studies.mode(slug)
         info = uow.lists.active(slug, mode)
         if info is None:
@@ -400,6 +410,9 @@ def export_list(
                         arm=arm,
                         subject_id=None if subject is None else subject.subject_id,
                         allocated_at=None if subject is None else subject.randomized_at,
+                        stratum_corrected=None
+                        if subject is None
+                        else _stratum_corrected(study, subject),
                     )
                 )
         uow.record(
@@ -425,6 +438,7 @@ class PooledAllocation:
     arm: str
     randomized_at: datetime | None
     unblinded: bool
+    stratum_corrected: str | None = None  # as corrected after randomization, if ever
 
 
 def pooled_allocations(
@@ -451,6 +465,7 @@ def pooled_allocations(
                     arm=arm,
                     randomized_at=subject.randomized_at,
                     unblinded=subject.unblinded,
+                    stratum_corrected=_stratum_corrected(study, subject),
                 )
                 for subject, arm, number in allocations
             )

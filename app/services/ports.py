@@ -12,8 +12,11 @@ from typing import Any, Protocol, Self
 from app.domain.audit import Actor, AuditEvent, AuditRecord
 from app.domain.clients import Client, ThrottleState
 from app.domain.dispensing import KitCandidate
+from app.domain.enrolment import CapScope, Enrollee, EnrolmentCap
 from app.domain.kits import KitStatus, Lot
 from app.domain.randomization import Slot
+from app.domain.returns import HandedOut
+from app.domain.schedule import VisitKind
 from app.domain.study import Study
 from app.domain.subjects import Subject, SubjectStatus
 
@@ -112,8 +115,20 @@ class DispensationView:
 
 class SubjectRepository(Protocol):
     def add(
-        self, study: str, subject_id: str, site: str, strata: Mapping[str, str], mode: str
+        self,
+        study: str,
+        subject_id: str,
+        site: str,
+        strata: Mapping[str, str],
+        mode: str,
+        rescreen_of: int | None = None,
     ) -> Subject: ...
+
+    def by_pk(self, study: str, pk: int) -> Subject | None:
+        """The subject of the study with that primary key (a re-screening link), or None."""
+
+    def rescreened_as(self, subject: Subject) -> Subject | None:
+        """The later registration that re-screens `subject`, or None."""
 
     def get(
         self,
@@ -132,6 +147,21 @@ class SubjectRepository(Protocol):
     ) -> Subject | None:
         """The subject moved from randomized to `status` at `at`; None (nothing changed)
         when it was no longer randomized: a conditional UPDATE that cannot succeed twice."""
+
+    def mark_screen_failed(self, subject: Subject, at: datetime, reason: str) -> Subject | None:
+        """The subject moved from registered to screen_failed at `at`; None (nothing
+        changed) when it was no longer registered (a conditional UPDATE)."""
+
+    def set_strata(
+        self,
+        subject: Subject,
+        strata: Mapping[str, str],
+        corrected: Mapping[str, str] | None,
+    ) -> Subject:
+        """Store the registered levels and the levels as corrected (None: never corrected)."""
+
+    def set_eligibility(self, subject: Subject, answers: Mapping[str, bool]) -> Subject:
+        """Keep the eligibility answers attested at the randomization."""
 
     def set_unblinded(self, subject: Subject) -> None: ...
 
@@ -404,6 +434,10 @@ class SupplyRepository(Protocol):
 
     def dispensations(self, subject: Subject) -> list[DispensationRecord]: ...
 
+    def handed_out_to_discontinued(self, study: str, site: str) -> list[HandedOut]:
+        """Every kit handed out to the site's discontinued subjects (for `expected_back`)."""
+        ...
+
     def dispensed_visits(self, subject: Subject) -> set[str]:
         """The visits the subject has been dispensed at."""
 
@@ -480,6 +514,88 @@ class BlindingRepository(Protocol):
         the studies that had any, with their counts."""
 
 
+@dataclass(frozen=True, slots=True)
+class VisitRecord:
+    """A scheduled visit recorded without a dispensation (missed or held), with its reason."""
+
+    visit: str
+    kind: VisitKind
+    reason: str
+    recorded_at: datetime
+    recorded_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectVisits:
+    """A subject on treatment at a site as the due view sees it: no arm."""
+
+    subject_id: str
+    randomized_at: datetime
+    dispensed: frozenset[str]  # visit codes, unscheduled ones included
+    recorded: Mapping[str, VisitKind]
+
+
+class VisitRepository(Protocol):
+    """Missed and held visits (table visit_event), and the due view's reading of a site."""
+
+    def recorded(self, subject: Subject) -> list[VisitRecord]: ...
+
+    def record(
+        self, subject: Subject, visit: str, kind: VisitKind, reason: str, at: datetime, by: str
+    ) -> VisitRecord: ...
+
+    def on_treatment(self, study: str, site: str) -> list[SubjectVisits]:
+        """The site's randomized subjects (never ended, screen-failed or registered ones),
+        by subject id, each with its dispensed and recorded visits."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    """A site as enrolment control sees it (the definition's `active` is stored with it)."""
+
+    code: str
+    country: str
+    active: bool
+    enrolment_open: bool
+
+
+class EnrolmentRepository(Protocol):
+    """Enrolment caps, a site's enrolment state, and the randomized subjects they count
+    (app.domain.enrolment); nothing here reads an arm."""
+
+    def caps(self, study: str) -> list[EnrolmentCap]: ...
+
+    def lock_caps(self, study: str, ids: Sequence[int]) -> list[EnrolmentCap]:
+        """The caps by id, locked until commit in id order (one order for every caller)."""
+
+    def cap(self, study: str, scope: CapScope, target: str) -> EnrolmentCap | None:
+        """The cap, locked until commit."""
+
+    def save_cap(self, study: str, cap: EnrolmentCap) -> EnrolmentCap:
+        """Create or replace the cap of its scope and target."""
+
+    def delete_cap(self, study: str, cap: EnrolmentCap) -> None: ...
+
+    def site(self, study: str, code: str, *, for_update: bool = False) -> SiteState | None:
+        """The site; `for_update` locks its row (the lock dispensing and resupply take)."""
+
+    def set_enrolment_open(self, study: str, code: str, is_open: bool) -> None: ...
+
+    def count_randomized(
+        self,
+        study: str,
+        mode: str,
+        *,
+        site: str | None = None,
+        country: str | None = None,
+        levels: Mapping[str, str] | None = None,
+    ) -> int:
+        """Subjects ever randomized in the mode, at the site or country, with those levels."""
+
+    def enrollees(self, study: str, mode: str) -> list[Enrollee]:
+        """Every subject ever randomized in the mode: its site, country and levels."""
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current instant, in UTC."""
@@ -518,6 +634,12 @@ class UnitOfWork(Protocol):
 
     @property
     def blinding(self) -> BlindingRepository: ...
+
+    @property
+    def visits(self) -> VisitRepository: ...
+
+    @property
+    def enrolment(self) -> EnrolmentRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -1,10 +1,11 @@
 """Randomization use cases: generate lists, register subjects, randomize them.
 
-A randomization, in one transaction: the subject (locked) is registered at an active site
-and not yet randomized; the site can serve the first visit whatever the arm; the stratum's
-cursor row is locked (`FOR UPDATE`) and its next slot taken, in list order, so no slot is
-skipped or used twice; the allocation (arm sealed), the subject's new state, the first
-visit's kits and the audit event are written; the idempotent response is stored with them.
+A randomization, in one transaction: the subject (locked) is registered at an active site,
+not yet randomized nor screen-failed, with every eligibility question answered yes; the
+site can serve the first visit whatever the arm; the stratum's cursor row is locked
+(`FOR UPDATE`) and its next slot taken, in list order, so no slot is skipped or used twice;
+the allocation (arm sealed), the subject's new state, the first visit's kits and the audit
+event are written; the idempotent response is stored with them.
 """
 
 from __future__ import annotations
@@ -29,22 +30,24 @@ from app.domain.randomization import (
     randomization_numbers,
     stratum_key,
 )
+from app.domain.schedule import site_date
 from app.domain.study import RandomizationMethod, Study
 from app.domain.subjects import (
     NoActiveList,
     SiteNotActive,
     StratumExhausted,
     Subject,
-    SubjectAlreadyRandomized,
     SubjectAlreadyRegistered,
     SubjectNotFound,
-    SubjectStatus,
+    check_eligibility,
+    check_randomizable,
     check_strata,
 )
-from app.services import supply
+from app.services import enrolment, supply
 from app.services.blinding import ensure_not_locked
 from app.services.ports import ListInfo, StoredStudy, StratumPlan, StratumState, UnitOfWork
 from app.services.resupply import refused_for_supply
+from app.services.subjects import rescreen_target
 
 log = logging.getLogger("iwrs.randomization")
 
@@ -210,8 +213,10 @@ def register_subject(
     subject_id: str,
     site: str,
     strata: Mapping[str, str],
+    rescreen_of: str | None = None,
 ) -> Subject:
-    """Register a subject at a site of the caller's, with every stratification level."""
+    """Register a subject at a site of the caller's, with every stratification level; with
+    `rescreen_of`, as the re-screening of a screen-failed subject of that site."""
     with uow:
         study = _study(uow, principal, slug, hold=True).study
         ensure_not_locked(uow, slug)
@@ -226,7 +231,16 @@ def register_subject(
         levels = check_strata(study, strata)
         if uow.subjects.get(slug, subject_id) is not None:
             raise SubjectAlreadyRegistered(f"subject {subject_id!r} is registered already")
-        subject = uow.subjects.add(slug, subject_id, site, levels, uow.studies.mode(slug))
+        mode = uow.studies.mode(slug)
+        earlier = None if rescreen_of is None else rescreen_target(uow, study, site, rescreen_of)
+        if earlier is not None and earlier.mode != mode:
+            raise ModeMismatch(f"subject {rescreen_of!r} was registered in {earlier.mode} mode")
+        subject = uow.subjects.add(
+            slug, subject_id, site, levels, mode, None if earlier is None else earlier.pk
+        )
+        after: dict[str, Any] = {"site": site, "strata": levels, "mode": subject.mode}
+        if earlier is not None:
+            after["rescreen_of"] = earlier.subject_id
         uow.record(
             AuditEvent(
                 action="subject.registered",
@@ -234,7 +248,7 @@ def register_subject(
                 entity_id=subject_id,
                 study=slug,
                 subject_id=subject_id,
-                after={"site": site, "strata": levels, "mode": subject.mode},
+                after=after,
             )
         )
         uow.commit(subject)
@@ -297,8 +311,10 @@ def randomize(
     slug: str,
     subject_id: str,
     weight_kg: Decimal | None,
+    eligibility: Mapping[str, bool] | None = None,
 ) -> Randomization:
-    """Allocate the subject the next slot of its stratum, exactly once (see module doc)."""
+    """Allocate the subject the next slot of its stratum, exactly once (see module doc);
+    `eligibility`: the answers to the study's eligibility questions, all yes."""
     with uow:
         study = _study(uow, principal, slug, hold=True).study
         ensure_not_locked(uow, slug)
@@ -307,14 +323,15 @@ def randomize(
         )
         if subject is None:
             raise SubjectNotFound(f"no subject {subject_id!r} in study {slug!r}")
-        if subject.status is not SubjectStatus.REGISTERED:
-            raise SubjectAlreadyRandomized(f"subject {subject_id!r} is randomized already")
+        check_randomizable(subject)
+        answers = check_eligibility(study, eligibility)
         site = study.site(subject.site)
         if site is None or not site.active:
             raise SiteNotActive(f"site {subject.site!r} is not active in study {slug!r}")
         mode = uow.studies.mode(slug)
         if subject.mode != mode:
             raise ModeMismatch(f"subject {subject_id!r} was registered in {subject.mode} mode")
+        enrolment.admit(uow, study, subject, mode)  # site open to enrolment, caps
         info = uow.lists.active(slug, mode)
         if info is None:
             raise NoActiveList(f"study {slug!r} has no {mode} randomization list")
@@ -348,6 +365,17 @@ def randomize(
             subject, info, taken.stratum, taken.sequence, number, arm, taken.trace, now
         )
         subject = uow.subjects.mark_randomized(subject, number, now)
+        randomized: dict[str, Any] = {
+            "randomization_number": number,
+            "stratum": key,
+            "site": subject.site,
+            "mode": mode,
+            "list_version": info.version,
+            "method": info.method,
+        }
+        if answers:  # the attested eligibility, kept with the subject and in its event
+            subject = uow.subjects.set_eligibility(subject, answers)
+            randomized["eligibility"] = answers
         uow.record(
             AuditEvent(
                 action="subject.randomized",
@@ -355,21 +383,21 @@ def randomize(
                 entity_id=subject_id,
                 study=slug,
                 subject_id=subject_id,
-                after={
-                    "randomization_number": number,
-                    "stratum": key,
-                    "site": subject.site,
-                    "mode": mode,
-                    "list_version": info.version,
-                    "method": info.method,
-                },
+                after=randomized,
             )
         )
         dispensation = None
         if weight_kg is not None:
             first_visit = study.visits[0].code
             dispensation = supply.dispense(
-                uow, study, subject, arm, first_visit, weight_kg, now.date(), fresh=True
+                uow,
+                study,
+                subject,
+                arm,
+                first_visit,
+                weight_kg,
+                site_date(study, subject.site, now),
+                fresh=True,
             )
         result = Randomization(
             subject_id, number, now, subject.site, key, dict(subject.strata), dispensation

@@ -14,6 +14,7 @@ from app.domain.errors import (
     StudyNotFound,
 )
 from app.domain.study import Study, allocation_changes, study_problems
+from app.services.enrolment import keep_activation
 from app.services.ports import StoredStudy, UnitOfWork
 
 
@@ -24,6 +25,9 @@ class LoadResult:
     created: bool
     changed: bool
     changed_sections: tuple[str, ...]
+    # Known sites whose `active` in the file differs from the stored activation, which wins
+    # (`iwrs sites activate` / `deactivate`; app.services.enrolment).
+    activation_kept: tuple[str, ...] = ()
 
 
 def _changed_sections(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
@@ -37,7 +41,9 @@ def load_study(
     """Create or update a study from its validated definition, in one audited transaction.
 
     Once anyone is randomized, what decides allocation (arms, ratio, strata, method) is
-    frozen, and a site that has subjects cannot be removed (deactivate it instead).
+    frozen, and a site that has subjects cannot be removed (deactivate it instead). A site's
+    `active` in the file applies when the site is first loaded; afterwards its stored
+    activation wins (it changes only by `set_site_active`, audited).
     """
     problems = study_problems(study)
     if problems:
@@ -48,8 +54,12 @@ def load_study(
         existing = uow.studies.get(study.slug, for_update=True)
         if existing is not None and existing.sha256 == sha256:
             return LoadResult(study.slug, existing.version, False, False, ())
+        kept: tuple[str, ...] = ()
         if existing is not None:
             _check_update_allowed(uow, existing, study)
+            study, document, kept = keep_activation(existing, study, document)
+            if document == existing.document:
+                return LoadResult(study.slug, existing.version, False, False, (), kept)
         version = 1 if existing is None else existing.version + 1
         uow.studies.save(study, document, sha256, version)
         sections = _changed_sections(existing.document if existing else {}, document)
@@ -67,11 +77,12 @@ def load_study(
                     "sha256": sha256,
                     "sites": sorted(s.code for s in study.sites),
                     "changed_sections": list(sections),
+                    **({"activation_kept": list(kept)} if kept else {}),
                 },
             )
         )
         uow.commit()
-    return LoadResult(study.slug, version, existing is None, True, sections)
+    return LoadResult(study.slug, version, existing is None, True, sections, kept)
 
 
 def _check_update_allowed(uow: UnitOfWork, existing: StoredStudy, study: Study) -> None:
@@ -86,7 +97,8 @@ def _check_update_allowed(uow: UnitOfWork, existing: StoredStudy, study: Study) 
     dropped = sorted(uow.studies.sites_with_subjects(study.slug) - kept)
     if dropped:
         raise Conflict(
-            f"sites {dropped} have subjects and cannot be removed; set active = false instead"
+            f"sites {dropped} have subjects and cannot be removed; deactivate them instead "
+            "(iwrs sites deactivate)"
         )
 
 

@@ -18,7 +18,9 @@ transactions take their locks in one order: subject, site, stratum, kits.
 
 Blinding: kit types are opened only to choose kits; no result, audit event, log line or
 error message of this module carries a kit type or an arm. Kit numbers are listed in
-number order, which is random with respect to type. Dates are UTC dates.
+number order, which is random with respect to type. Visit windows and the do-not-dispense
+window at a dispensation count in the site's local dates (app.domain.schedule); lots and the
+expiry review use UTC dates.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ from app.domain.kits import (
     release_status,
 )
 from app.domain.resupply import initial_sets
+from app.domain.returns import HandedOut, expected_back
+from app.domain.schedule import site_date
 from app.domain.study import Site, Study
 from app.domain.subjects import (
     Subject,
@@ -446,7 +450,7 @@ def first_visit_servable(
     uow.supply.lock_site(study.slug, site)
     counts = dispensable_counts(
         uow.supply.stock(study.slug, KitStatus.AT_SITE, site=site),
-        uow.clock.now().date(),
+        site_date(study, site, uow.clock.now()),
         study.supply.do_not_dispense_days,
     )
     visit = first_visit(study)
@@ -467,8 +471,9 @@ def dispense(
 ) -> Dispensation:
     """Pick and dispense the visit's kits inside an open uow (audited; no commit).
 
-    The visit must be due on `on_date` (a UTC date; visit days count from the UTC date of
-    randomization, or from `on_date` while the subject is being randomized), the kit type
+    The visit must be due on `on_date` (a site-local date; visit days count from the
+    site-local date of randomization, or from `on_date` while the subject is being
+    randomized) and not recorded missed or held (app.domain.dispensing), the kit type
     is the study's for arm x visit and the quantity that of the weight band; never a
     shipment (the daily review decides those). `fresh`: the subject was randomized in this
     transaction, so no visit of theirs can have been dispensed yet.
@@ -478,8 +483,11 @@ def dispense(
     ensure_not_locked(uow, slug)
     uow.supply.lock_site(slug, subject.site)
     done = set() if fresh else uow.supply.dispensed_visits(subject)
-    randomized_on = subject.randomized_at.date() if subject.randomized_at else on_date
-    visit_check(study.visits, randomized_on, done, visit, on_date)
+    recorded = set() if fresh else {r.visit for r in uow.visits.recorded(subject)}
+    randomized_on = (
+        site_date(study, subject.site, subject.randomized_at) if subject.randomized_at else on_date
+    )
+    visit_check(study.visits, randomized_on, done, visit, on_date, recorded)
     quantity = quantity_for_weight(study.dispensing, weight_kg)
     kit_type = study.dispensing.kit_type_by_arm_visit.get((arm, visit))
     if kit_type is None:
@@ -540,9 +548,8 @@ def record_dispensation(
         study = _study(uow, principal, slug, hold=True)
         subject, arm = _randomized_subject(uow, principal, slug, subject_id)
         try:
-            result = dispense(
-                uow, study, subject, arm, visit, weight_kg, uow.clock.now().date(), rng=rng
-            )
+            today = site_date(study, subject.site, uow.clock.now())
+            result = dispense(uow, study, subject, arm, visit, weight_kg, today, rng=rng)
         except InsufficientSupply:
             refused_for_supply(uow, study, subject.site, subject_id, visit)
             raise
@@ -724,6 +731,17 @@ def site_inventory(uow: UnitOfWork, principal: Principal, slug: str, site: str) 
         counts = uow.supply.status_counts(slug, site)
     statuses = [s.value for s in KitStatus if s is not KitStatus.AT_DEPOT]
     return Inventory(site, {s: counts.get(s, 0) for s in statuses})
+
+
+def kits_expected_back(
+    uow: UnitOfWork, principal: Principal, slug: str, site: str
+) -> list[HandedOut]:
+    """The kits the site's discontinued subjects are expected to bring back (blinded:
+    numbers, visits and subjects; see app.domain.returns)."""
+    with uow:
+        study = _study(uow, principal, slug)
+        _site(study, principal, site)
+        return expected_back(uow.supply.handed_out_to_discontinued(slug, site))
 
 
 # --- temperature excursions ----------------------------------------------------------------

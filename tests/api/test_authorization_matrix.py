@@ -17,6 +17,7 @@ from app.bootstrap import Container
 from app.domain.access import PERMISSIONS, Action
 from app.domain.roles import Role
 from tests.api.conftest import Login
+from tests.api.test_enrolment import MATRIX_ROWS as ENROLMENT_ROWS
 from tests.api.test_supply import MATRIX_ROWS as SUPPLY_ROWS
 
 OWN, FOREIGN = "iris-7a", "iris-7b"
@@ -92,6 +93,18 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, Expect] | Case] = {
         "/api/v1/studies/{study}/subjects/{subject}/completion",
         study_scoped(Action.SUBJECT_END, 409),
     ),
+    # The subject was randomized and has ended: no screen failure (409), but its stratum
+    # can still be corrected.
+    ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/screen-failure"): Case(
+        "/api/v1/studies/{study}/subjects/{subject}/screen-failure",
+        study_scoped(Action.SUBJECT_END, 409),
+        lambda own: {"reason": "death"},
+    ),
+    ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/stratum-correction"): Case(
+        "/api/v1/studies/{study}/subjects/{subject}/stratum-correction",
+        study_scoped(Action.SUBJECT_REGISTER),
+        lambda own: {"factor": "shock", "level": "no", "reason": "matrix"},
+    ),
     ("GET", "/api/v1/studies/{study}/subjects/{subject_id}"): (
         "/api/v1/studies/{study}/subjects/{subject}",
         study_scoped(Action.SUBJECT_READ),
@@ -146,6 +159,32 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, Expect] | Case] = {
 }
 
 ENDPOINTS.update(SUPPLY_ROWS)
+ENDPOINTS.update(ENROLMENT_ROWS)
+# Visits (tests/api/test_visits.py): the matrix subject is never on treatment when these
+# run (discontinued, or registered only for roles that do not randomize), so 409.
+ENDPOINTS.update(
+    {
+        ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/visits/{visit}/missed"): Case(
+            "/api/v1/studies/{study}/subjects/{subject}/visits/D4/missed",
+            study_scoped(Action.VISIT_RECORD, 409),
+            lambda own: {"reason": "matrix"},
+        ),
+        ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/visits/{visit}/held"): Case(
+            "/api/v1/studies/{study}/subjects/{subject}/visits/D4/held",
+            study_scoped(Action.VISIT_RECORD, 409),
+            lambda own: {"reason": "matrix"},
+        ),
+        ("POST", "/api/v1/studies/{study}/subjects/{subject_id}/unscheduled-dispensations"): Case(
+            "/api/v1/studies/{study}/subjects/{subject}/unscheduled-dispensations",
+            study_scoped(Action.DISPENSE, 409),
+            lambda own: {"reason": "matrix", "weight_kg": 70},
+        ),
+        ("GET", "/api/v1/studies/{study}/sites/{site_id}/due"): (
+            "/api/v1/studies/{study}/sites/{site}/due",
+            study_scoped(Action.SUBJECT_READ),
+        ),
+    }
+)
 
 
 @pytest.fixture

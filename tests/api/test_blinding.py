@@ -330,6 +330,7 @@ class TestRandomizationList:
             "arm",
             "subject_id",
             "allocated_at",
+            "stratum_corrected",
         ]
         assert {r["arm"] for r in rows} == {"PLACEBO", "CYT107_QW", "CYT107_BIW"}
         [line] = [r for r in rows if r["subject_id"] == "A-2"]
@@ -372,6 +373,7 @@ class TestPooledExport:
             "arm",
             "randomized_at",
             "unblinded",
+            "stratum_corrected",
         ]
         got = {(r["study"], r["subject"]): r for r in rows}
         assert set(got) == {(A, "A-1"), (A, "A-2"), (B, "B-1"), (B, "B-2")}

@@ -224,6 +224,45 @@ class TestNoDispensingAfterTheEnd:
         assert [s.subject.subject_id for s in on_treatment] == ["S-002"]
 
 
+class TestKitsExpectedBack:
+    def test_the_last_visits_kits_of_a_discontinued_subject(
+        self, client: TestClient, kitted: Container, login: Login
+    ) -> None:
+        for subject_id in ("S-001", "S-002", "S-003"):
+            randomized(kitted, subject_id, days_ago=3)
+        pharmacy = login("pharmacist", sites=["FR01"])
+        for subject_id in ("S-001", "S-002"):
+            given = client.post(
+                dispense_url(subject_id), json={"visit": "D4", "weight_kg": 70}, headers=pharmacy
+            )
+            assert given.status_code == 201, given.text
+        edc = login("edc")
+        url = f"{API}/sites/FR01/kits-expected-back"
+        assert client.get(url, headers=pharmacy).json() == {"site_id": "FR01", "kits": []}
+
+        assert discontinue(client, "S-001", {"reason": "death"}, edc).status_code == 200
+        assert complete(client, "S-002", edc).status_code == 200
+
+        owed = client.get(url, headers=pharmacy)
+        assert owed.status_code == 200, owed.text
+        kits = owed.json()["kits"]
+        assert [k["kit_number"] for k in kits] == sorted(held(kitted, "S-001", "D4"))
+        assert {(k["subject_id"], k["visit"]) for k in kits} == {("S-001", "D4")}
+        assert_blind(owed.json())
+        supply_manager = client.get(url, headers=login("supply_manager"))
+        assert supply_manager.json() == owed.json()
+
+    def test_scoped_to_the_callers_sites(
+        self, client: TestClient, kitted: Container, login: Login
+    ) -> None:
+        url = f"{API}/sites/FR01/kits-expected-back"
+        assert problem(client.get(url, headers=login("pharmacist", sites=["FR02"]))) == (
+            404,
+            "site_not_found",
+        )
+        assert client.get(url, headers=login("edc")).status_code == 403
+
+
 class TestAuditAndRetry:
     def test_each_end_is_audited_with_its_reason_and_blind(
         self, client: TestClient, kitted: Container, login: Login

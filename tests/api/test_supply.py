@@ -1212,6 +1212,10 @@ MATRIX_ROWS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v1/studies/{study}/sites/FR01/inventory",
         _scoped({Role.PHARMACIST, Role.SUPPLY_MANAGER}, 200),
     ),
+    ("GET", "/api/v1/studies/{study}/sites/{site_id}/kits-expected-back"): (
+        "/api/v1/studies/{study}/sites/FR01/kits-expected-back",
+        _scoped({Role.PHARMACIST, Role.SUPPLY_MANAGER}, 200),
+    ),
     ("GET", "/api/v1/studies/{study}/shipments"): (
         "/api/v1/studies/{study}/shipments",
         _scoped({Role.PHARMACIST, Role.SUPPLY_MANAGER}, 200),

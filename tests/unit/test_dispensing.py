@@ -15,6 +15,7 @@ from app.domain.dispensing import (
     KitCandidate,
     SetPool,
     VisitAlreadyDispensed,
+    VisitAlreadyRecorded,
     VisitNotAllowed,
     WeightOutOfRange,
     choose_kits,
@@ -243,13 +244,36 @@ class TestVisitCheck:
         with pytest.raises(VisitNotAllowed):
             visit_check(VISITS, RANDOMIZED_ON, {"D1", "D4"}, "D8", on_day(10))
 
-    def test_previous_visit_not_dispensed(self) -> None:
-        with pytest.raises(VisitNotAllowed, match="'D1'"):
-            visit_check(VISITS, RANDOMIZED_ON, set(), "D4", on_day(3))
-
-    def test_a_missed_visit_blocks_every_later_one(self) -> None:
+    def test_an_earlier_visit_still_open_must_be_settled_first(self) -> None:
+        # D8 moved to overlap D4's window: on day 4 D4 is still open and unsettled.
+        overlapping = (VISITS[0], VISITS[1], Visit("D8", 6, window_before=2, window_after=2))
         with pytest.raises(VisitNotAllowed, match="'D4'"):
-            visit_check(VISITS, RANDOMIZED_ON, {"D1"}, "D8", on_day(7))
+            visit_check(overlapping, RANDOMIZED_ON, {"D1"}, "D8", on_day(4))
+        visit_check(overlapping, RANDOMIZED_ON, {"D1", "D4"}, "D8", on_day(4))
+        visit_check(overlapping, RANDOMIZED_ON, {"D1"}, "D8", on_day(4), recorded={"D4"})
+
+    def test_a_missed_visit_no_longer_blocks_the_later_ones(self) -> None:
+        # Issue 18: D4 was never dispensed; once its window closed, D8 goes ahead in its own.
+        visit_check(VISITS, RANDOMIZED_ON, {"D1"}, "D8", on_day(7))
+        visit_check(VISITS, RANDOMIZED_ON, set(), "D4", on_day(3))  # D1 closed on day 0
+
+    @pytest.mark.parametrize("day", [2, 3])
+    def test_a_visit_recorded_missed_or_held_lets_the_next_go_in_its_window(self, day: int) -> None:
+        windows = (VISITS[0], Visit("D4", 3, 1, 1), Visit("D6", 5, 3, 1))  # D6: days 2 to 6
+        with pytest.raises(VisitNotAllowed, match="'D4'"):
+            visit_check(windows, RANDOMIZED_ON, {"D1"}, "D6", on_day(day))
+        visit_check(windows, RANDOMIZED_ON, {"D1"}, "D6", on_day(day), recorded={"D4"})
+
+    def test_a_visit_recorded_missed_or_held_is_never_dispensed(self) -> None:
+        with pytest.raises(VisitAlreadyRecorded) as caught:
+            visit_check(VISITS, RANDOMIZED_ON, {"D1"}, "D4", on_day(3), recorded={"D4"})
+
+        assert caught.value.code == "visit_already_recorded"
+        assert isinstance(caught.value, Conflict)
+
+    def test_a_later_visit_still_only_in_its_own_window(self) -> None:
+        with pytest.raises(VisitNotAllowed, match="is open from"):
+            visit_check(VISITS, RANDOMIZED_ON, {"D1"}, "D8", on_day(5), recorded={"D4"})
 
     def test_already_dispensed(self) -> None:
         with pytest.raises(VisitAlreadyDispensed) as caught:
@@ -265,8 +289,9 @@ class TestVisitCheck:
     def test_visits_are_taken_in_day_order(self) -> None:
         shuffled_visits = (VISITS[2], VISITS[0], VISITS[1])
 
-        with pytest.raises(VisitNotAllowed, match="'D4'"):
-            visit_check(shuffled_visits, RANDOMIZED_ON, {"D1"}, "D8", on_day(7))
+        with pytest.raises(VisitNotAllowed, match="'D1'"):
+            visit_check(shuffled_visits, RANDOMIZED_ON, set(), "D4", on_day(0))
+        visit_check(shuffled_visits, RANDOMIZED_ON, {"D1"}, "D8", on_day(7))
 
 
 DISPENSING = Dispensing(

@@ -15,6 +15,7 @@ from app.domain.access import Principal
 from app.domain.roles import Role
 from app.domain.study import SupplyLevels
 from app.services import blinding
+from app.services import subjects as subjects_service
 from app.services.studies import get_study
 from tests.conftest import TEST_ACTOR
 from tests.web.conftest import FakeClock, Person, csrf, login
@@ -202,3 +203,36 @@ def test_the_new_pages_speak_french(
     assert "Paramètres de réapprovisionnement" in page.text
     assert "Chaque type de kit" in page.text
     assert "Resupply settings" not in page.text
+
+
+class TestKitsExpectedBack:
+    def test_the_inventory_page_lists_a_discontinued_subjects_kits(
+        self,
+        web: TestClient,
+        trial: Container,
+        person: Callable[..., Person],
+        clock: FakeClock,
+    ) -> None:
+        login(web, person(Role.INVESTIGATOR), clock)
+        register(web, "FR01-201")
+        randomize(web, "FR01-201", "72")
+        edc = Principal("web-tests", Role.EDC, frozenset({STUDY}), {STUDY: None})
+        with trial.uow(TEST_ACTOR) as uow:
+            record = uow.subjects.get(STUDY, "FR01-201")
+            assert record is not None
+            kits = sorted(k.kit_number for d in uow.supply.dispensations(record) for k in d.kits)
+        assert kits
+        web.post("/ui/logout", data={"csrf_token": csrf(web.get("/ui/").text)})
+        login(web, person(Role.PHARMACIST), clock)
+        before = web.get(f"{UI}/inventory", params={"site": "FR01"})
+        assert 'id="expected-back-none"' in before.text
+
+        subjects_service.discontinue(trial.uow(TEST_ACTOR), edc, STUDY, "FR01-201", "death")
+
+        after = web.get(f"{UI}/inventory", params={"site": "FR01"})
+        table = re.search(r'<table id="expected-back">(.*?)</table>', after.text, re.DOTALL)
+        assert table is not None
+        assert re.findall(r"<td>(\d{8})</td>", table.group(1)) == kits
+        assert "FR01-201" in table.group(1)
+        assert not BLIND_LEAKS.search(after.text)
+        assert not KIT_TYPES.search(table.group(1))

@@ -30,12 +30,14 @@ from app.adapters.api.problems import (
 from app.adapters.api.routers import (
     audit,
     blinding,
+    enrolment,
     health,
     lists,
     oauth,
     studies,
     subjects,
     supply,
+    visits,
 )
 from app.adapters.api.tokens import TokenService
 from app.adapters.cache import BoundedCache
@@ -170,9 +172,11 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         oauth.router,
         studies.router,
         subjects.router,
+        visits.router,
         lists.router,
         supply.router,
         blinding.router,
+        enrolment.router,
         audit.router,
     ):
         app.include_router(router)

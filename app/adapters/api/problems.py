@@ -18,8 +18,8 @@ from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
 from app.adapters.db.idempotency import IdempotencyKeyReused
 from app.adapters.logs import request_id_var
-from app.domain import clients, dispensing, errors, kits, subjects
-from app.services import blinding, lists, randomization, supply
+from app.domain import clients, dispensing, enrolment, errors, kits, subjects
+from app.services import blinding, lists, randomization, supply, visits
 
 log = logging.getLogger("iwrs.api")
 
@@ -41,11 +41,19 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     blinding.BlindingForbidden: 403,
     blinding.InvalidRequest: 422,
     subjects.InvalidStratum: 422,
+    enrolment.InvalidEnrolmentCap: 422,
+    enrolment.ReasonRequired: 422,
     subjects.InvalidDiscontinuationReason: 422,
+    subjects.InvalidScreenFailureReason: 422,
+    subjects.RescreenOfNotFound: 422,
+    subjects.EligibilityNotConfirmed: 422,
+    subjects.StratumUnchanged: 422,
+    subjects.InvalidCorrection: 422,
     dispensing.WeightOutOfRange: 422,
     kits.InvalidKitNumber: 422,
     supply.KitNotInShipment: 422,
     supply.InvalidSupplyRequest: 422,
+    visits.InvalidVisitReason: 422,
     errors.NotFound: 404,
     errors.InvalidStudyDefinition: 422,
     errors.AllocationChangeRefused: 409,

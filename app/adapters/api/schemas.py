@@ -48,6 +48,12 @@ class StudySummaryRead(_Read):
     version: int
 
 
+class EligibilityQuestionRead(_Read):
+    code: str
+    text: str
+    text_fr: str | None = None
+
+
 class StudyRead(StudySummaryRead):
     description: str
     arms: list[ArmRead]
@@ -60,6 +66,17 @@ class StudyRead(StudySummaryRead):
     status: StudyStatusRead
     discontinuation_reasons: list[str] = Field(
         default_factory=list, description="the reason codes a discontinuation may name"
+    )
+    screen_failure_reasons: list[str] = Field(
+        default_factory=list, description="the reason codes a screen failure may name"
+    )
+    rescreening: bool = Field(
+        default=False, description="whether a screen-failed subject may be registered again"
+    )
+    max_rescreens: int = Field(default=1, description="re-screenings allowed per subject")
+    eligibility: list[EligibilityQuestionRead] = Field(
+        default_factory=list,
+        description="questions the randomization must answer true, by code (none: no attestation)",
     )
 
 

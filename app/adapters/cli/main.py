@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from app.adapters.cli import audit, clients, db, keys, kits, lists, serve, simulate, studies, users
+from app.adapters.cli import (
+    audit,
+    clients,
+    db,
+    enrolment,
+    keys,
+    kits,
+    lists,
+    serve,
+    simulate,
+    sites,
+    studies,
+    users,
+)
 
 app = typer.Typer(
     name="iwrs",
@@ -20,6 +33,8 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(lists.app, name="lists")
 app.add_typer(kits.app, name="kits")
 app.add_typer(users.app, name="users")
+app.add_typer(sites.app, name="sites")
+app.add_typer(enrolment.app, name="enrolment")
 app.command("serve")(serve.serve)
 app.command("quickstart")(serve.quickstart)
 app.command("simulate")(simulate.simulate)

@@ -30,6 +30,12 @@ def load(
             else:
                 sections = ", ".join(result.changed_sections)
                 out.print(f"{result.slug}: updated to version {result.version} ({sections})")
+            if result.activation_kept:
+                out.print(
+                    f"{result.slug}: kept the stored activation of "
+                    f"{', '.join(result.activation_kept)} (the file differs; use "
+                    "`iwrs sites activate` or `iwrs sites deactivate`)"
+                )
 
 
 @app.command("list")

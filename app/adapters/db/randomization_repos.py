@@ -128,7 +128,13 @@ def _subject(row: Any, study: str, site: str) -> Subject:
 
 class SqlSubjectRepository(_StudyScoped):
     def add(
-        self, study: str, subject_id: str, site: str, strata: Mapping[str, str], mode: str
+        self,
+        study: str,
+        subject_id: str,
+        site: str,
+        strata: Mapping[str, str],
+        mode: str,
+        rescreen_of: int | None = None,
     ) -> Subject:
         study_id = self._study_id(study)
         site_id = self._session.scalar(
@@ -145,6 +151,7 @@ class SqlSubjectRepository(_StudyScoped):
             randomized_at=None,
             mode=mode,
             unblinded=False,
+            rescreen_of=rescreen_of,
         )
         self._session.add(row)
         self._session.flush()
@@ -204,6 +211,65 @@ class SqlSubjectRepository(_StudyScoped):
         if getattr(changed, "rowcount", 0) != 1:
             return None
         return replace(subject, status=status, ended_at=at, end_reason=reason)
+
+    def by_pk(self, study: str, pk: int) -> Subject | None:
+        try:
+            study_id = self._study_id(study)
+        except LookupError:
+            return None
+        found = self._session.execute(
+            select(_subjects, _sites.c.code.label("site_code"))
+            .join(_sites, _sites.c.id == _subjects.c.site_id)
+            .where(_subjects.c.study_id == study_id, _subjects.c.id == pk)
+        ).first()
+        return None if found is None else _subject(found, study, found.site_code)
+
+    def rescreened_as(self, subject: Subject) -> Subject | None:
+        found = self._session.execute(
+            select(_subjects, _sites.c.code.label("site_code"))
+            .join(_sites, _sites.c.id == _subjects.c.site_id)
+            .where(_subjects.c.rescreen_of == subject.pk)
+            .order_by(_subjects.c.id)
+        ).first()
+        return None if found is None else _subject(found, subject.study, found.site_code)
+
+    def mark_screen_failed(self, subject: Subject, at: datetime, reason: str) -> Subject | None:
+        changed = self._session.execute(
+            update(SubjectRow)
+            .where(
+                SubjectRow.id == subject.pk,
+                SubjectRow.status == SubjectStatus.REGISTERED.value,
+            )
+            .values(status=SubjectStatus.SCREEN_FAILED.value, ended_at=at, end_reason=reason)
+        )
+        if getattr(changed, "rowcount", 0) != 1:
+            return None
+        return replace(subject, status=SubjectStatus.SCREEN_FAILED, ended_at=at, end_reason=reason)
+
+    def set_strata(
+        self,
+        subject: Subject,
+        strata: Mapping[str, str],
+        corrected: Mapping[str, str] | None,
+    ) -> Subject:
+        self._session.execute(
+            update(SubjectRow)
+            .where(SubjectRow.id == subject.pk)
+            .values(
+                strata=dict(strata), strata_corrected=None if corrected is None else dict(corrected)
+            )
+        )
+        return replace(
+            subject,
+            strata=dict(strata),
+            strata_corrected=None if corrected is None else dict(corrected),
+        )
+
+    def set_eligibility(self, subject: Subject, answers: Mapping[str, bool]) -> Subject:
+        self._session.execute(
+            update(SubjectRow).where(SubjectRow.id == subject.pk).values(eligibility=dict(answers))
+        )
+        return replace(subject, eligibility=dict(answers))
 
     def set_unblinded(self, subject: Subject) -> None:
         self._session.execute(

@@ -39,8 +39,9 @@ from app.adapters.db.models import (
 from app.adapters.db.randomization_repos import _StudyScoped
 from app.domain.dispensing import KitCandidate
 from app.domain.kits import KitStatus
+from app.domain.returns import HandedOut
 from app.domain.sealed import Sealed
-from app.domain.subjects import Subject
+from app.domain.subjects import Subject, SubjectStatus
 from app.services.ports import (
     DispensationRecord,
     ExcursionRecord,
@@ -564,6 +565,40 @@ class SqlSupplyRepository(_StudyScoped):
                 dispensed_at=row.dispensed_at,
                 dispensed_by=row.dispensed_by,
                 kits=tuple(sorted((kits[k] for k in kit_ids[row.id]), key=lambda k: k.kit_number)),
+            )
+            for row in rows
+        ]
+
+    def handed_out_to_discontinued(self, study: str, site: str) -> list[HandedOut]:
+        study_id = self._study_id(study)
+        rows = self._session.execute(
+            select(
+                SubjectRow.subject_code,
+                SubjectRow.ended_at,
+                DispensationRow.id,
+                DispensationRow.visit,
+                DispensationRow.dispensed_at,
+                KitRow.kit_number,
+                KitRow.status,
+            )
+            .join(SiteRow, SiteRow.id == SubjectRow.site_id)
+            .join(DispensationRow, DispensationRow.subject_pk == SubjectRow.id)
+            .join(KitRow, KitRow.dispensation_id == DispensationRow.id)
+            .where(
+                SubjectRow.study_id == study_id,
+                SiteRow.code == site,
+                SubjectRow.status == SubjectStatus.DISCONTINUED.value,
+            )
+        ).all()
+        return [
+            HandedOut(
+                subject_id=row.subject_code,
+                discontinued_at=row.ended_at,
+                dispensation_id=row.id,
+                visit=row.visit,
+                dispensed_at=row.dispensed_at,
+                kit_number=row.kit_number,
+                status=KitStatus(row.status),
             )
             for row in rows
         ]

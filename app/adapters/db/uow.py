@@ -17,6 +17,7 @@ from app.adapters.db.access_repos import (
 from app.adapters.db.audit import append_events
 from app.adapters.db.blinding_repos import SqlBlindingRepository
 from app.adapters.db.caller import caller_check
+from app.adapters.db.enrolment_repos import SqlEnrolmentRepository
 from app.adapters.db.idempotency import IdempotencyGuard
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
@@ -24,6 +25,7 @@ from app.adapters.db.repositories import SqlStudyRepository
 from app.adapters.db.resupply_repos import SqlResupplyRepository
 from app.adapters.db.supply_repos import SqlSupplyRepository
 from app.adapters.db.users_repos import SqlUserRepository, SqlWebSessionRepository
+from app.adapters.db.visit_repos import SqlVisitRepository
 from app.domain.audit import Actor, AuditEvent
 from app.services.ports import Clock
 
@@ -38,8 +40,10 @@ class SqlUnitOfWork:
     supply: SqlSupplyRepository
     resupply: SqlResupplyRepository
     blinding: SqlBlindingRepository
+    enrolment: SqlEnrolmentRepository
     users: SqlUserRepository
     web_sessions: SqlWebSessionRepository
+    visits: SqlVisitRepository
 
     def __init__(
         self,
@@ -90,8 +94,10 @@ class SqlUnitOfWork:
         self.supply = SqlSupplyRepository(self.session, self._keys)
         self.resupply = SqlResupplyRepository(self.session)
         self.blinding = SqlBlindingRepository(self.session, self._keys)
+        self.enrolment = SqlEnrolmentRepository(self.session)
         self.users = SqlUserRepository(self.session, self._keys)
         self.web_sessions = SqlWebSessionRepository(self.session)
+        self.visits = SqlVisitRepository(self.session)
 
     def __exit__(
         self,

@@ -19,9 +19,11 @@ from app.adapters.studyfiles.schema import StudyDoc
 from app.domain.errors import InvalidStudyDefinition
 from app.domain.study import (
     DEFAULT_DISCONTINUATION_REASONS,
+    DEFAULT_SCREEN_FAILURE_REASONS,
     Arm,
     Depot,
     Dispensing,
+    EligibilityQuestion,
     KitType,
     Level,
     Minimization,
@@ -33,6 +35,7 @@ from app.domain.study import (
     Supply,
     SupplyLevels,
     UnblindingPolicy,
+    Unscheduled,
     Visit,
     WeightBand,
     study_problems,
@@ -128,6 +131,18 @@ def to_domain(doc: StudyDoc) -> Study:
         discontinuation_reasons=DEFAULT_DISCONTINUATION_REASONS
         if doc.subjects is None or doc.subjects.discontinuation_reasons is None
         else tuple(doc.subjects.discontinuation_reasons),
+        unscheduled=None
+        if doc.unscheduled is None or not doc.unscheduled.allowed
+        else Unscheduled(doc.unscheduled.kit_rule, doc.unscheduled.max_per_subject),
+        screen_failure_reasons=DEFAULT_SCREEN_FAILURE_REASONS
+        if doc.subjects is None or doc.subjects.screen_failure_reasons is None
+        else tuple(doc.subjects.screen_failure_reasons),
+        rescreening=doc.subjects is not None and doc.subjects.rescreening,
+        max_rescreens=1 if doc.subjects is None else doc.subjects.max_rescreens,
+        eligibility=tuple(
+            EligibilityQuestion(q.code, q.text, {} if q.text_fr is None else {"fr": q.text_fr})
+            for q in doc.eligibility
+        ),
     )
 
 

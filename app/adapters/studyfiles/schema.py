@@ -143,6 +143,46 @@ class SubjectsDoc(_Model):
             "investigator_decision, lost_to_follow_up, other"
         ),
     )
+    screen_failure_reasons: list[Code] | None = Field(
+        default=None,
+        description=(
+            "the reason codes a registered subject may fail screening for; 'other' asks for "
+            "a text; default: inclusion_criterion_not_met, exclusion_criterion_met, "
+            "consent_not_obtained, death, investigator_decision, other"
+        ),
+    )
+    rescreening: bool = Field(
+        default=False,
+        description=(
+            "whether a screen-failed subject may be registered again (a new registration "
+            "naming the earlier one in `rescreen_of`)"
+        ),
+    )
+    max_rescreens: int = Field(
+        default=1, ge=1, le=10, description="re-screenings allowed in one chain of registrations"
+    )
+
+
+class EligibilityQuestionDoc(_Model):
+    code: Code
+    text: Text = Field(description="the question in English, answered yes before randomizing")
+    text_fr: Text | None = Field(default=None, description="the question in French")
+
+
+class UnscheduledDoc(_Model):
+    allowed: bool = Field(
+        default=False, description="whether kits may be dispensed outside the schedule"
+    )
+    kit_rule: str = Field(
+        default="last_visit",
+        description=(
+            "last_visit: the kit type of the subject's arm at the latest scheduled visit "
+            "dispensed, in the weight band's quantity"
+        ),
+    )
+    max_per_subject: int | None = Field(
+        default=None, ge=1, le=99, description="unscheduled dispensations a subject may have"
+    )
 
 
 class StudyDoc(_Model):
@@ -163,3 +203,8 @@ class StudyDoc(_Model):
     supply: SupplyDoc
     unblinding: UnblindingDoc
     subjects: SubjectsDoc | None = None
+    unscheduled: UnscheduledDoc | None = None
+    eligibility: list[EligibilityQuestionDoc] = Field(
+        default_factory=list,
+        description="questions the randomizing user must answer yes (none: no attestation)",
+    )

@@ -27,15 +27,28 @@ from app.adapters.web.routes import (
     arms,
     audit,
     auth,
+    enrolment,
     pharmacy,
     statistician,
     subjects,
     unblinding,
     users,
+    visits,
 )
 
 router = APIRouter(include_in_schema=False)
-for _module in (auth, subjects, audit, statistician, unblinding, pharmacy, arms, users):
+for _module in (
+    auth,
+    subjects,
+    audit,
+    statistician,
+    unblinding,
+    pharmacy,
+    arms,
+    users,
+    visits,
+    enrolment,
+):
     router.include_router(_module.router)
 
 

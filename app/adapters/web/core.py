@@ -31,7 +31,7 @@ from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.domain.errors import DomainError
 from app.domain.roles import Role
-from app.domain.study import Study
+from app.domain.study import EligibilityQuestion, Study
 from app.domain.users import SessionInvalid, SessionState, WebSession, WebUser
 from app.services import users as user_service
 from app.services.studies import get_study
@@ -134,6 +134,11 @@ class StudyView:
     sites: tuple[SiteView, ...]
     factors: tuple[FactorView, ...]
     visits: tuple[str, ...]
+    unscheduled: bool = False  # the study allows unscheduled dispensations
+    discontinuation_reasons: tuple[str, ...] = ()
+    screen_failure_reasons: tuple[str, ...] = ()
+    rescreening: bool = False
+    eligibility: tuple[EligibilityQuestion, ...] = ()
 
     @classmethod
     def of(cls, study: Study) -> StudyView:
@@ -147,6 +152,11 @@ class StudyView:
                 for f in study.factors
             ),
             visits=tuple(v.code for v in study.visits),
+            unscheduled=study.unscheduled is not None,
+            discontinuation_reasons=study.discontinuation_reasons,
+            screen_failure_reasons=study.screen_failure_reasons,
+            rescreening=study.rescreening,
+            eligibility=study.eligibility,
         )
 
     def site(self, code: str) -> SiteView | None:
@@ -177,6 +187,7 @@ class MenuItem:
 MENU: Sequence[MenuItem] = (
     MenuItem("register", N_("Register a subject"), "/subjects/new", Action.SUBJECT_REGISTER),
     MenuItem("subjects", N_("Find a subject"), "/subjects", Action.SUBJECT_READ),
+    MenuItem("due", N_("Due visits"), "/due", Action.SUBJECT_READ),
     MenuItem("kits", N_("Look up a kit"), "/kits", Action.KIT_READ),
     MenuItem("shipments", N_("Shipments"), "/shipments", Action.SHIPMENT_READ),
     MenuItem("inventory", N_("Inventory"), "/inventory", Action.INVENTORY_READ),
@@ -184,6 +195,7 @@ MENU: Sequence[MenuItem] = (
     MenuItem("excursions", N_("Excursion list"), "/excursions", Action.INVENTORY_READ),
     MenuItem("resolve", N_("Resolve an excursion"), "/excursions/resolve", Action.SUPPLY_MANAGE),
     MenuItem("resupply", N_("Resupply settings"), "/supply-settings", Action.SUPPLY_MANAGE),
+    MenuItem("enrolment", N_("Enrolment"), "/enrolment", Action.ENROLMENT_MANAGE),
     MenuItem("unblinding", N_("Emergency unblinding"), "/unblinding", Action.UNBLIND),
     MenuItem("arms", N_("Arms after the lock"), "/arms", Action.ARM_READ),
     MenuItem("qc", N_("List QC"), "/lists/qc", Action.LIST_READ),

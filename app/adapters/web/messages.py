@@ -32,6 +32,40 @@ BY_CODE: dict[str, str] = {
         "No subject with this ID at your sites. Check the ID, or register the subject first."
     ),
     "subject_not_randomized": N_("The subject is not randomized. Randomize the subject first."),
+    "subject_screen_failed": N_(
+        "This subject is a screen failure and is never randomized. To screen the person again, "
+        "register a new subject ID as a re-screening, if the study allows it."
+    ),
+    "subject_already_ended": N_(
+        "This subject has ended already (completed, discontinued or screen failure). Nothing "
+        "was changed."
+    ),
+    "invalid_discontinuation_reason": N_(
+        "Choose one of the reasons; for Other, say which in the details. Nothing was changed."
+    ),
+    "invalid_screen_failure_reason": N_(
+        "Choose one of the reasons; for Other, say which in the details. Nothing was changed."
+    ),
+    "rescreening_not_allowed": N_("The study does not allow re-screening. Nothing was changed."),
+    "rescreen_of_not_found": N_(
+        "No subject with the earlier ID at this site among yours. Check the earlier subject ID "
+        "and the site."
+    ),
+    "rescreen_of_not_screen_failed": N_(
+        "The earlier subject is not a screen failure: only a screen failure is re-screened."
+    ),
+    "subject_already_rescreened": N_(
+        "The earlier subject was re-screened already. Give the ID of its latest re-screening."
+    ),
+    "rescreen_limit_reached": N_(
+        "This person was re-screened as many times as the study allows. Nothing was changed."
+    ),
+    "eligibility_not_confirmed": N_(
+        "Every eligibility statement must be confirmed before the randomization. Nothing was "
+        "changed."
+    ),
+    "stratum_unchanged": N_("This is the subject's answer already. Nothing was changed."),
+    "invalid_correction": N_("Say why the answer was wrong. Nothing was changed."),
     "stratum_exhausted": N_(
         "No place is left in this subject's stratum. Nothing was changed: call the unblinded "
         "statistician, who can extend the list."
@@ -41,6 +75,17 @@ BY_CODE: dict[str, str] = {
         "of the shipments waiting at the pharmacy, or call the supply manager."
     ),
     "site_not_active": N_("This site is not active in the study. Call the study manager."),
+    "site_enrolment_closed": N_(
+        "This site is closed to enrolment: nobody is randomized there. Nothing was changed; "
+        "the subjects on treatment are still dispensed to."
+    ),
+    "enrolment_cap_reached": N_(
+        "The enrolment cap is reached: nobody more is randomized there. Nothing was changed; "
+        "call the study manager."
+    ),
+    "site_enrolment_already_closed": N_("This site is closed to enrolment already."),
+    "site_enrolment_already_open": N_("This site is open to enrolment already."),
+    "reason_required": N_("Give a reason, then send again."),
     "invalid_site": N_("This site is not a site of the study. Choose one of the list."),
     "site_not_found": N_("No such site among yours. Choose one of the list."),
     "invalid_stratum": N_(
@@ -79,6 +124,15 @@ BY_CODE: dict[str, str] = {
     ),
     "visit_already_dispensed": N_(
         "The kits of this visit were handed out already. See the subject's dispensations."
+    ),
+    "visit_already_recorded": N_(
+        "This visit is recorded as missed or its dose as held; it is not dispensed. "
+        "Nothing was changed."
+    ),
+    "visit_reason_required": N_("Give a reason. Nothing was changed."),
+    "unscheduled_not_allowed": N_(
+        "No unscheduled dispensation is possible for this subject now: the study does not "
+        "allow one, or not one more, or no visit was dispensed yet. Nothing was changed."
     ),
     "weight_out_of_range": N_(
         "The weight is outside the study's weight bands. Check the weight, in kilograms."

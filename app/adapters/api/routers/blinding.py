@@ -85,6 +85,13 @@ class ListLineRead(BaseModel):
     arm: str
     subject_id: str | None
     allocated_at: datetime | None
+    stratum_corrected: str | None = Field(
+        default=None,
+        description=(
+            "the taking subject's stratum as corrected after randomization (the slot, the "
+            "arm and `stratum` stay as randomized); null when never corrected"
+        ),
+    )
 
 
 class ListExportRead(BaseModel):
@@ -272,6 +279,7 @@ def randomization_list(
                 arm=x.arm,
                 subject_id=x.subject_id,
                 allocated_at=x.allocated_at,
+                stratum_corrected=x.stratum_corrected,
             )
             for x in export.lines
         ],

@@ -12,6 +12,7 @@ from app.adapters.api.deps import get_container
 from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.api.schemas import (
     ArmRead,
+    EligibilityQuestionRead,
     FactorRead,
     LevelRead,
     SiteRead,
@@ -65,6 +66,13 @@ def _detail(stored: StoredStudy, status: study_service.StudyStatus) -> StudyRead
         ],
         pooled_with=list(s.pooled_with),
         discontinuation_reasons=list(s.discontinuation_reasons),
+        screen_failure_reasons=list(s.screen_failure_reasons),
+        rescreening=s.rescreening,
+        max_rescreens=s.max_rescreens,
+        eligibility=[
+            EligibilityQuestionRead(code=q.code, text=q.text, text_fr=q.translations.get("fr"))
+            for q in s.eligibility
+        ],
         status=StudyStatusRead(
             mode=status.mode,
             list_version=status.list_version,

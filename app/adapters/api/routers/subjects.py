@@ -1,5 +1,6 @@
-"""Subjects: registration, randomization, the blinded subject view, and the end of a
-subject's participation (discontinuation, completion). No response here carries an arm or a
+"""Subjects: registration (and re-screening), randomization (with the eligibility answers),
+the blinded subject view, the end of a subject's participation (discontinuation, completion,
+screen failure) and the correction of a stratum level. No response here carries an arm or a
 kit type."""
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.routers.visits import ScheduledVisitRead, scheduled_visit_read
 from app.adapters.api.routing import ThreadPoolRoute
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
@@ -37,6 +39,16 @@ class SubjectCreate(BaseModel):
     subject_id: str = Field(pattern=SUBJECT_ID)
     site_id: str = Field(pattern=r"^[A-Z]{2}[0-9]{2,4}$")
     strata: dict[str, str] = Field(default_factory=dict)
+    rescreen_of: str | None = Field(
+        default=None,
+        pattern=SUBJECT_ID,
+        description=(
+            "re-screening: the id of the earlier, screen-failed registration of this person "
+            "at the same site, where the study allows it (409 rescreening_not_allowed, "
+            "422 rescreen_of_not_found, 409 rescreen_of_not_screen_failed, "
+            "subject_already_rescreened, rescreen_limit_reached)"
+        ),
+    )
 
 
 class RandomizationCreate(BaseModel):
@@ -48,6 +60,14 @@ class RandomizationCreate(BaseModel):
         description=(
             "to dispense the first visit's kits at once; outside every weight band of the "
             "study: 422 weight_out_of_range"
+        ),
+    )
+    eligibility: dict[str, StrictBool] | None = Field(
+        default=None,
+        description=(
+            "the answers to the study's eligibility questions (GET /studies/{study}: "
+            "`eligibility`), each true; a question unanswered or not true, or an unknown "
+            "one: 422 eligibility_not_confirmed, nothing changed"
         ),
     )
 
@@ -74,7 +94,33 @@ class SubjectRead(BaseModel):
     randomization_number: int | None
     unblinded: bool
     ended_at: datetime | None = None
+    end_reason: str | None = Field(
+        default=None, description="the discontinuation or screen failure reason code"
+    )
+    rescreen_of: str | None = Field(
+        default=None, description="the earlier, screen-failed registration this one re-screens"
+    )
+    rescreened_as: str | None = Field(
+        default=None, description="the later registration that re-screens this one"
+    )
+    strata_corrected: dict[str, str] | None = Field(
+        default=None,
+        description=(
+            "every level as corrected after randomization; `strata` keeps the levels the "
+            "subject was randomized with (analysed as randomized)"
+        ),
+    )
+    eligibility: dict[str, bool] | None = Field(
+        default=None, description="the eligibility answers attested at randomization"
+    )
     dispensations: list[dict[str, Any]] = Field(default_factory=list)
+    visits: list[ScheduledVisitRead] = Field(
+        default_factory=list,
+        description=(
+            "the visit schedule with windows as site-local dates and each visit's status: "
+            "dispensed, missed, held, due, upcoming or closed"
+        ),
+    )
 
 
 class DiscontinuationCreate(BaseModel):
@@ -94,6 +140,31 @@ class DiscontinuationCreate(BaseModel):
     )
 
 
+class ScreenFailureCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=64,
+        description=(
+            "one of the study's screen failure reasons (by default "
+            "inclusion_criterion_not_met, exclusion_criterion_met, consent_not_obtained, "
+            "death, investigator_decision, other); otherwise 422 invalid_screen_failure_reason"
+        ),
+    )
+    detail: str | None = Field(
+        default=None, max_length=1000, description="free text; required with reason 'other'"
+    )
+
+
+class StratumCorrectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    factor: str = Field(min_length=1, max_length=64, description="a stratification factor code")
+    level: str = Field(min_length=1, max_length=64, description="the right level's code")
+    reason: str = Field(min_length=1, max_length=1000, description="why the level was wrong")
+
+
 class CompletionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,7 +182,10 @@ class RandomizationRead(BaseModel):
 
 
 def subject_read(
-    subject: Subject, dispensations: list[dict[str, Any]] | None = None
+    subject: Subject,
+    dispensations: list[dict[str, Any]] | None = None,
+    rescreen_of: str | None = None,
+    rescreened_as: str | None = None,
 ) -> SubjectRead:
     return SubjectRead(
         subject_id=subject.subject_id,
@@ -123,12 +197,19 @@ def subject_read(
         randomization_number=subject.randomization_number,
         unblinded=subject.unblinded,
         ended_at=subject.ended_at,
+        end_reason=subject.end_reason,
+        rescreen_of=rescreen_of,
+        rescreened_as=rescreened_as,
+        strata_corrected=None
+        if subject.strata_corrected is None
+        else dict(subject.strata_corrected),
+        eligibility=None if subject.eligibility is None else dict(subject.eligibility),
         dispensations=dispensations or [],
     )
 
 
 def subject_view_read(view: SubjectView) -> SubjectRead:
-    return subject_read(
+    read = subject_read(
         view.subject,
         [
             {
@@ -139,7 +220,11 @@ def subject_view_read(view: SubjectView) -> SubjectRead:
             }
             for v in view.dispensations
         ],
+        view.rescreen_of,
+        view.rescreened_as,
     )
+    read.visits = [scheduled_visit_read(v) for v in view.visits]
+    return read
 
 
 def _render_view(view: SubjectView) -> tuple[int, Any]:
@@ -185,11 +270,15 @@ def register(
     container: Deps,
     idem: Idem,
 ) -> SubjectRead:
-    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_subject))
+    def render(subject: Subject) -> tuple[int, Any]:
+        # A re-screening names the earlier registration, as given and checked.
+        return 201, subject_read(subject, rescreen_of=body.rescreen_of).model_dump(mode="json")
+
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, render))
     subject = rnd.register_subject(
-        uow, principal, study, body.subject_id, body.site_id, body.strata
+        uow, principal, study, body.subject_id, body.site_id, body.strata, body.rescreen_of
     )
-    return subject_read(subject)
+    return subject_read(subject, rescreen_of=body.rescreen_of)
 
 
 @router.post(
@@ -207,7 +296,12 @@ def randomize(
 ) -> RandomizationRead:
     uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_randomization))
     result = rnd.randomize(
-        uow, principal, study, subject_id, body.weight_kg if body is not None else None
+        uow,
+        principal,
+        study,
+        subject_id,
+        body.weight_kg if body is not None else None,
+        body.eligibility if body is not None else None,
     )
     return randomization_read(result)
 
@@ -259,5 +353,49 @@ def complete(
     uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_view))
     view = subjects_service.complete(
         uow, principal, study, subject_id, body.detail if body is not None else None
+    )
+    return subject_view_read(view)
+
+
+@router.post(
+    "/studies/{study}/subjects/{subject_id}/screen-failure",
+    response_model=SubjectRead,
+    summary="Record that a registered subject failed screening, with a reason",
+)
+def screen_failure(
+    study: str,
+    subject_id: SubjectId,
+    body: ScreenFailureCreate,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_END))],
+    container: Deps,
+    idem: Idem,
+) -> SubjectRead:
+    """Once, and only before randomization (409 subject_already_randomized,
+    subject_already_ended); the subject is never randomized (409 subject_screen_failed)."""
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_view))
+    view = subjects_service.screen_fail(uow, principal, study, subject_id, body.reason, body.detail)
+    return subject_view_read(view)
+
+
+@router.post(
+    "/studies/{study}/subjects/{subject_id}/stratum-correction",
+    response_model=SubjectRead,
+    summary="Correct a stratification level entered wrongly, with a reason",
+)
+def stratum_correction(
+    study: str,
+    subject_id: SubjectId,
+    body: StratumCorrectionCreate,
+    principal: Annotated[Principal, Depends(require(Action.SUBJECT_REGISTER))],
+    container: Deps,
+    idem: Idem,
+) -> SubjectRead:
+    """After randomization the allocation never changes: `strata` keeps the levels used to
+    randomize, `strata_corrected` shows the correction (422 invalid_stratum for an unknown
+    factor or level, 422 stratum_unchanged when it is the level already). Before
+    randomization the registered level is replaced."""
+    uow = container.uow(principal.actor, idempotency=idem.guard(principal, _render_view))
+    view = subjects_service.correct_stratum(
+        uow, principal, study, subject_id, body.factor, body.level, body.reason
     )
     return subject_view_read(view)

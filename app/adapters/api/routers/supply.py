@@ -125,6 +125,19 @@ class InventoryRead(BaseModel):
     counts: dict[str, int]
 
 
+class ExpectedKitRead(BaseModel):
+    kit_number: str
+    subject_id: str
+    visit: str
+    dispensed_at: datetime
+    discontinued_at: datetime
+
+
+class ExpectedBackList(BaseModel):
+    site_id: str
+    kits: list[ExpectedKitRead]
+
+
 class ShipmentRead(BaseModel):
     shipment_id: str
     kind: str
@@ -299,6 +312,35 @@ def get_inventory(
     """A site's kits counted by status; never by type."""
     inventory = supply.site_inventory(container.uow(principal.actor), principal, study, site_id)
     return InventoryRead(site_id=inventory.site, counts=dict(inventory.counts))
+
+
+@router.get(
+    "/studies/{study}/sites/{site_id}/kits-expected-back",
+    response_model=ExpectedBackList,
+    summary="Kits the site's discontinued subjects are expected to bring back",
+)
+def get_kits_expected_back(
+    study: str,
+    site_id: Code,
+    principal: Annotated[Principal, Depends(require(Action.INVENTORY_READ))],
+    container: Deps,
+) -> ExpectedBackList:
+    """For each discontinued subject, the kits of their last dispensation before the
+    discontinuation still recorded as dispensed; blinded (never a kit type)."""
+    owed = supply.kits_expected_back(container.uow(principal.actor), principal, study, site_id)
+    return ExpectedBackList(
+        site_id=site_id,
+        kits=[
+            ExpectedKitRead(
+                kit_number=k.kit_number,
+                subject_id=k.subject_id,
+                visit=k.visit,
+                dispensed_at=k.dispensed_at,
+                discontinued_at=k.discontinued_at,
+            )
+            for k in owed
+        ],
+    )
 
 
 # --- shipments -----------------------------------------------------------------------------

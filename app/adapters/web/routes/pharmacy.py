@@ -65,6 +65,7 @@ def inventory(
         return ctx.render("inventory.html", sites=sites, site="", inventory=None)
     try:
         found = supply.site_inventory(ctx.uow(), ctx.principal, ctx.study.slug, chosen)
+        expected = supply.kits_expected_back(ctx.uow(), ctx.principal, ctx.study.slug, chosen)
     except DomainError as exc:
         return ctx.render(
             "inventory.html",
@@ -74,7 +75,9 @@ def inventory(
             inventory=None,
             error=error_message(exc, ctx.lang.gettext),
         )
-    return ctx.render("inventory.html", sites=sites, site=chosen, inventory=found)
+    return ctx.render(
+        "inventory.html", sites=sites, site=chosen, inventory=found, expected=expected
+    )
 
 
 @router.get("/shipments")
