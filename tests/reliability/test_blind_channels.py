@@ -114,6 +114,11 @@ def trial(
             seed=SEED,
             observe=True,
             transit_days=TRANSIT_DAYS,
+            # Every visit dosed (subjects still die, withdraw and complete): the channels are
+            # measured on the most dispensing and the most refusals; the trial's life
+            # (screen failures, missed visits, a closure) is scanned for leaks in
+            # test_blind_leaks_simulated.py.
+            life=False,
         )
         try:
             results = simulation.run()

@@ -2,9 +2,10 @@
 
 `iwrs simulate`'s runner drives both example studies through the HTTP API of a server with
 two workers (sites activate and receive shipments, subjects are randomized and dosed at every
-visit, some discontinue, an investigator breaks the code for one). Then every arm code and
-label and every kit type code and description of both studies is searched for, in any letter
-case, in:
+visit, some miss a visit, fail screening, die or withdraw, one stratum a study is corrected,
+a site a study closes to enrolment, an investigator breaks the code for one). Then every
+arm code and label and every kit type code and description of both studies is searched for,
+in any letter case, in:
 - every response to a blinded role (everyone but the unblinded statistician, and but the
   one answer that tells the investigator the arm of the subject they unblinded);
 - every line the server logged (its JSON logs on stdout and stderr, at INFO);
@@ -89,6 +90,13 @@ def test_a_simulated_trial_leaks_no_arm_nor_kit_type(service: Service) -> None:
     assert sum(results.visits_dispensed.values()) > 2 * SUBJECTS_PER_STUDY
     assert len(results.unblinded) == 1
     assert len(results.allocations) >= SUBJECTS_PER_STUDY
+    # Every subject ended, as the API tells it: nobody is left on treatment or waiting.
+    for slug, states in results.end_states.items():
+        assert set(states) <= {"completed", "discontinued", "screen_failed"}, (slug, states)
+        assert states["completed"] > 0, (slug, states)
+        assert sum(states.values()) >= SUBJECTS_PER_STUDY
+    assert sum(results.stratum_corrections.values()) == 2
+    assert {s for sites in results.closed_sites.values() for s in sites} == {"FR03", "US02"}
     [unblinding] = [s for s in api.seen if s[1] == "POST" and s[2].endswith("/unblinding")]
     arm = json.loads(unblinding[4])["arm"]
     assert leaked(arm), "the scan would not see an arm"

@@ -106,6 +106,18 @@ class SeenRefusal:
     day: int
 
 
+@dataclass(frozen=True, slots=True)
+class SeenEnd:
+    """A subject discontinued or completed (the site ends them itself): from then on not
+    demand for resupply."""
+
+    seq: int
+    study: str
+    site: str
+    subject: str
+    at: datetime
+
+
 @dataclass
 class Observations:
     """Everything recorded, each event numbered in the order it was seen (`seq`)."""
@@ -113,6 +125,7 @@ class Observations:
     shipments: list[SeenShipment] = field(default_factory=list)
     dispensations: list[SeenDispensation] = field(default_factory=list)
     refusals: list[SeenRefusal] = field(default_factory=list)
+    ends: list[SeenEnd] = field(default_factory=list)
     counter: int = 0
 
     def next_seq(self) -> int:
@@ -161,6 +174,16 @@ class Observations:
                     "day": r.day,
                 }
                 for r in self.refusals
+            ],
+            "ends": [
+                {
+                    "seq": e.seq,
+                    "study": e.study,
+                    "site": e.site,
+                    "subject": e.subject,
+                    "at": e.at.isoformat(),
+                }
+                for e in self.ends
             ],
         }
 
@@ -985,13 +1008,15 @@ def _site_counts(
     dispensations: Sequence[SeenDispensation],
     refusals: Sequence[tuple[date, str]],
     reviews: Sequence[date],
+    ended: Mapping[str, date] | None = None,
 ) -> list[tuple[SiteCounts, Fraction]]:
     """At each review (run at the day's start, before that day's receipts and visits), the
     rule's inputs as the site counts them: kits of each type ever shipped to it (the
     shipments created before, received or in transit, all whole sets); its stock (kits in
     transit, and kits received neither damaged, dispensed nor inside the do-not-dispense
     window); the coming demand of its subjects (randomization date, visits dispensed and
-    last quantity, from the dispensations); and the share: 1 after a refusal it saw of a
+    last quantity, from the dispensations; a subject ended before the review's date is no
+    longer demand); and the share: 1 after a refusal it saw of a
     visit other than the first (app.services.resupply: the first visit's refusals, often
     for an initial shipment not yet received, do not count)."""
     n_types = max(1, len(study.supply.levels))
@@ -1019,7 +1044,9 @@ def _site_counts(
                 and k.expiry > day + dnd
             )
         present = []
-        for visits in subjects.values():
+        for subject, visits in subjects.items():
+            if ended is not None and subject in ended and ended[subject] < day:
+                continue
             before = [d for d in visits if d.at.date() < day]
             if before:
                 present.append(
@@ -1246,6 +1273,7 @@ def review_enumeration(
             dispensations[(slug, site)],
             refused.get((slug, site), []),
             reviews,
+            {e.subject: e.at.date() for e in obs.ends if (e.study, e.site) == (slug, site)},
         )
         replayer = _Rule(study, rule, figures, types)
         wrong = _true_mismatches(latents, replayer, found, truth, slug)

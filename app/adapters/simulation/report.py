@@ -50,6 +50,18 @@ def summary(results: Results) -> dict[str, Any]:
             }
             for s in studies
         },
+        "life": {
+            s: {
+                "screen_failed": results.screen_failed[s],
+                "rescreened": results.rescreened[s],
+                "missed_visits": results.missed_visits[s],
+                "held_doses": results.held_doses[s],
+                "stratum_corrections": results.stratum_corrections[s],
+                "sites_closed_to_enrolment": results.closed_sites.get(s, []),
+                "refused_at_closed_site": results.refused_at_closed_site[s],
+            }
+            for s in studies
+        },
         "end_states": {s: dict(sorted(results.end_states.get(s, {}).items())) for s in studies},
         "discontinuation_reasons": {
             s: dict(sorted(results.end_reasons.get(s, {}).items())) for s in studies
@@ -138,6 +150,29 @@ def print_tables(results: Results, console: Console) -> None:
         "expiry waste at depots: not measured (the API exposes no depot inventory); "
         "a later visit counts as refused once, however many days it was retried"
     )
+
+    life = Table(title="A trial's life at the sites")
+    life_columns = [
+        "screen_failed",
+        "rescreened",
+        "missed_visits",
+        "held_doses",
+        "stratum_corrections",
+        "sites_closed_to_enrolment",
+        "refused_at_closed_site",
+    ]
+    life.add_column("study")
+    for column in life_columns:
+        life.add_column(column.replace("_", " "), justify="right")
+    for study, values in figures["life"].items():
+        life.add_row(
+            study,
+            *(
+                ", ".join(values[c]) or "-" if isinstance(values[c], list) else str(values[c])
+                for c in life_columns
+            ),
+        )
+    console.print(life)
 
     states = sorted({state for by in figures["end_states"].values() for state in by})
     ended = Table(title="How the subjects ended (each subject's status read back from the API)")

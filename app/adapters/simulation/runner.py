@@ -3,19 +3,25 @@ an investigator and the statistician would, and report balance, supply and laten
 
 Each simulated day: the clock moves one day; pharmacists receive the shipments in transit
 (now and then with a damaged kit; with `transit_days`, only shipments seen in transit that
-many days before: a courier's extra days); new subjects are registered and randomized with their
-weight (the first visit's kits come with the randomization); every subject due for a visit
-is dosed with a weight that drifts a little; now and then a visit is missed; some subjects
-die or withdraw (a discontinuation through the API, with the reason), the others complete
-after their last visit; on one day an investigator breaks the code for one subject. At the
-end every subject's status is read back through the API (`end_states`). Refusals for supply
-are counted as stock-outs and retried the next day; a later visit (after the first) refused
-for supply is also counted once per visit, for the rate of later-visit refusals. Expired
-kits are read from the sites' inventories (the API has no depot inventory).
+many days before: a courier's extra days); new subjects are registered and randomized with
+their weight (the first visit's kits come with the randomization); every subject due for a
+visit is dosed with a weight that drifts a little; some subjects die or withdraw (a
+discontinuation through the API, with the reason), the others complete after their last
+visit; on one day an investigator breaks the code for one subject. With `life` (the
+default), a trial's life at the sites too: some subjects fail screening (the study's first
+is re-screened under a new id), visits are recorded missed or their dose held (the later
+visits go on), one subject a study has a stratum corrected, and the supply manager closes
+each study's last site to enrolment half way through enrollment (its subjects on treatment
+are still dosed). At the end every subject's status is read back through the API
+(`end_states`). Refusals for supply are counted as stock-outs and retried the next day (a
+visit whose window closed meanwhile is recorded missed); a later visit (after the first)
+refused for supply is also counted once per visit, for the rate of later-visit refusals.
+Expired kits are read from the sites' inventories (the API has no depot inventory).
 
 With `observe`, the runner also records what the site roles were told, in order, for the
 leak analysis (app.adapters.simulation.leaks): every shipment received with each kit's lot
-and expiry (looked up by the pharmacist), every dispensation with its kits, every refusal.
+and expiry (looked up by the pharmacist), every dispensation with its kits, every refusal,
+every subject's end.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import httpx
 from app.adapters.simulation.leaks import (
     Observations,
     SeenDispensation,
+    SeenEnd,
     SeenKit,
     SeenRefusal,
     SeenShipment,
@@ -49,6 +56,7 @@ class SimSubject:
     subject_id: str
     site: str
     weight: float
+    strata: dict[str, str] = field(default_factory=dict)
     randomized_day: int | None = None
     next_visit: int = 0
     discontinued: bool = False  # ended (discontinued or completed) or never to be randomized
@@ -68,6 +76,12 @@ class Results:
     missed_visits: Counter[str] = field(default_factory=Counter)
     discontinued: Counter[str] = field(default_factory=Counter)
     completed: Counter[str] = field(default_factory=Counter)
+    screen_failed: Counter[str] = field(default_factory=Counter)
+    rescreened: Counter[str] = field(default_factory=Counter)
+    held_doses: Counter[str] = field(default_factory=Counter)
+    stratum_corrections: Counter[str] = field(default_factory=Counter)
+    closed_sites: dict[str, list[str]] = field(default_factory=dict)  # study -> sites
+    refused_at_closed_site: Counter[str] = field(default_factory=Counter)
     end_states: dict[str, Counter[str]] = field(default_factory=dict)  # study -> status -> n
     end_reasons: dict[str, Counter[str]] = field(default_factory=dict)  # study -> reason -> n
     unblinded: list[str] = field(default_factory=list)
@@ -153,11 +167,13 @@ class Simulation:
         progress: Callable[[int, int], None] | None = None,
         observe: bool = False,
         transit_days: int = 0,
+        life: bool = True,
     ) -> None:
         self.setup = setup
         self.results = Results(observations=Observations() if observe else None)
         self.day = 0
         self.transit_days = transit_days
+        self.life = life  # screen failures, missed and held visits, a correction, a closure
         self._in_transit_since: dict[tuple[str, str], int] = {}
         self._later_attempted: set[tuple[str, str, str]] = set()
         self._later_refused: set[tuple[str, str, str]] = set()
@@ -173,6 +189,11 @@ class Simulation:
             for _ in range(subjects_per_study):
                 self.arrivals[self.rng.randrange(enrollment_days)].append(slug)
         self.unblind_day = enrollment_days // 2 + 5
+        self.close_day = enrollment_days // 2  # the supply manager closes one site a study
+        self.correct_from = enrollment_days // 3  # then corrects one subject's stratum
+        self.closed: dict[str, str] = {}
+        self.corrected: set[str] = set()
+        self.rescreened: set[str] = set()
 
     # --- a day -----------------------------------------------------------------------------
 
@@ -188,6 +209,8 @@ class Simulation:
                 )
             for study in self.setup.studies.values():
                 self.receive_shipments(study)
+            if day == self.close_day and self.life:
+                self.close_a_site()
             for slug in self.arrivals.get(day, []):
                 self.enroll(self.setup.studies[slug], day)
             self.retry_waiting(day)
@@ -239,25 +262,121 @@ class Simulation:
 
     def enroll(self, study: StudySetup, day: int) -> None:
         number = sum(1 for s in self.subjects if s.study == study.slug) + 1
+        open_sites = [site for site in study.sites if self.closed.get(study.slug) != site]
         subject = SimSubject(
             study=study.slug,
             subject_id=f"{study.slug.upper()}-{number:04d}",
-            site=self.rng.choice(study.sites),
+            site=self.rng.choice(open_sites),
             weight=round(self.rng.uniform(48, 125), 1),
+            strata={factor: self.rng.choice(levels) for factor, levels in study.factors.items()},
         )
-        strata = {factor: self.rng.choice(levels) for factor, levels in study.factors.items()}
+        if not self.register(study, subject):
+            return
+        if self.life and self.rng.random() < 0.06:
+            self.screen_fail(study, subject, day)
+            return
+        self.randomize(subject, day)
+
+    def register(self, study: StudySetup, subject: SimSubject, rescreen_of: str = "") -> bool:
+        body: dict[str, Any] = {
+            "subject_id": subject.subject_id,
+            "site_id": subject.site,
+            "strata": subject.strata,
+        }
+        if rescreen_of:
+            body["rescreen_of"] = rescreen_of
         response = self.api.call(
             "POST",
             "/api/v1/studies/{study}/subjects",
             study.edc,
             path={"study": study.slug},
-            json={"subject_id": subject.subject_id, "site_id": subject.site, "strata": strata},
+            json=body,
         )
         if response.status_code != 201:
             self.results.errors[f"register {response.json().get('code')}"] += 1
-            return
+            return False
         self.subjects.append(subject)
-        self.randomize(subject, day)
+        return True
+
+    def screen_fail(
+        self,
+        study: StudySetup,
+        subject: SimSubject,
+        day: int,
+        reason: tuple[str, str] | None = None,
+    ) -> None:
+        """The subject fails screening; the study's first is re-screened under a new id."""
+        code, detail = reason or (
+            self.rng.choice(
+                ["inclusion_criterion_not_met", "exclusion_criterion_met", "consent_not_obtained"]
+            ),
+            "",
+        )
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/screen-failure",
+            study.investigators[subject.site],
+            path={"study": study.slug, "subject": subject.subject_id},
+            json={"reason": code, "detail": detail or None},
+            headers={"Idempotency-Key": f"screen-{subject.subject_id}"},
+        )
+        if response.status_code != 200:
+            self.results.errors[f"screen failure {response.json().get('code')}"] += 1
+            return
+        subject.discontinued = True
+        self.results.screen_failed[study.slug] += 1
+        if study.slug in self.rescreened or reason is not None:
+            return
+        self.rescreened.add(study.slug)
+        again = SimSubject(
+            study=study.slug,
+            subject_id=f"{subject.subject_id}-R1",
+            site=subject.site,
+            weight=subject.weight,
+            strata=dict(subject.strata),
+        )
+        if self.register(study, again, rescreen_of=subject.subject_id):
+            self.results.rescreened[study.slug] += 1
+            self.randomize(again, day)
+
+    def close_a_site(self) -> None:
+        """The supply manager closes each study's last site to enrolment (it keeps dosing and
+        being resupplied for its subjects on treatment)."""
+        for study in self.setup.studies.values():
+            if len(study.sites) < 2:
+                continue
+            site = study.sites[-1]
+            response = self.api.call(
+                "POST",
+                "/api/v1/studies/{study}/sites/{site}/enrolment-closure",
+                self.setup.supply_manager,
+                path={"study": study.slug, "site": site},
+                json={"reason": "the site reached its recruitment target"},
+                headers={"Idempotency-Key": f"close-{study.slug}-{site}"},
+            )
+            if response.status_code != 200:
+                self.results.errors[f"close site {response.json().get('code')}"] += 1
+                continue
+            self.closed[study.slug] = site
+            self.results.closed_sites.setdefault(study.slug, []).append(site)
+
+    def correct_stratum(self, study: StudySetup, subject: SimSubject) -> None:
+        """An investigator corrects a factor entered wrong; the allocation stays."""
+        factor, levels = next(iter(study.factors.items()))
+        level = next(lv for lv in levels if lv != subject.strata[factor])
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/stratum-correction",
+            study.investigators[subject.site],
+            path={"study": study.slug, "subject": subject.subject_id},
+            json={"factor": factor, "level": level, "reason": "entered on the wrong line"},
+            headers={"Idempotency-Key": f"correct-{subject.subject_id}"},
+        )
+        if response.status_code != 200:
+            self.results.errors[f"stratum correction {response.json().get('code')}"] += 1
+            return
+        self.corrected.add(study.slug)
+        self.results.stratum_corrections[study.slug] += 1
 
     def randomize(self, subject: SimSubject, day: int) -> None:
         study = self.setup.studies[subject.study]
@@ -272,6 +391,13 @@ class Simulation:
         if response.status_code == 201:
             subject.randomized_day = day
             subject.next_visit = 1
+            if (
+                self.life
+                and day >= self.correct_from
+                and study.slug not in self.corrected
+                and study.factors
+            ):
+                self.correct_stratum(study, subject)
             body = response.json()
             if body.get("dispensation"):
                 self.observe_dispensation(subject, body["dispensation"], 0)
@@ -281,6 +407,10 @@ class Simulation:
         elif response.status_code == 409 and response.json().get("code") == "insufficient_supply":
             self.results.stock_outs[study.slug] += 1
             self.observe_refusal(subject, study.visits[0][0], 0, "insufficient_supply")
+        elif response.status_code == 409 and response.json().get("code") == "site_enrolment_closed":
+            # Waiting for kits when the site closed: recorded as a screen failure.
+            self.results.refused_at_closed_site[study.slug] += 1
+            self.screen_fail(study, subject, day, ("other", "site closed to enrolment"))
         else:
             self.results.errors[f"randomize {response.json().get('code')}"] += 1
 
@@ -299,6 +429,13 @@ class Simulation:
             code, visit_day = study.visits[subject.next_visit]
             due = subject.randomized_day + visit_day
             if day < due:
+                continue
+            draw = self.rng.random() if self.life else 1.0
+            if draw < 0.05:
+                self.record_visit(study, subject, code, "missed", "in theatre for source control")
+                continue
+            if draw < 0.07:
+                self.record_visit(study, subject, code, "held", "haemodynamically unstable")
                 continue
             subject.weight = round(subject.weight * self.rng.uniform(0.98, 1.02), 1)
             visit_key = (study.slug, subject.subject_id, code)
@@ -327,11 +464,34 @@ class Simulation:
                 if visit_key not in self._later_refused:
                     self._later_refused.add(visit_key)
                     self.results.later_visits_refused[study.slug] += 1
-            elif code_text == "visit_not_allowed":
-                self.results.missed_visits[study.slug] += 1
-                subject.discontinued = True
+            elif code_text == "visit_not_allowed":  # its window closed while the site waited
+                self.record_visit(study, subject, code, "missed", "window closed waiting for kits")
             else:
                 self.results.errors[f"dispense {code_text}"] += 1
+
+    def record_visit(
+        self, study: StudySetup, subject: SimSubject, visit: str, kind: str, reason: str
+    ) -> None:
+        """The visit is recorded missed (or its dose held); the later visits go on."""
+        response = self.api.call(
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/visits/{visit}/" + kind,
+            study.investigators[subject.site],
+            path={"study": study.slug, "subject": subject.subject_id, "visit": visit},
+            json={"reason": reason},
+            headers={"Idempotency-Key": f"{kind}-{subject.subject_id}-{visit}"},
+        )
+        if response.status_code != 201:
+            self.results.errors[f"{kind} visit {response.json().get('code')}"] += 1
+            subject.discontinued = True
+            return
+        if kind == "missed":
+            self.results.missed_visits[study.slug] += 1
+        else:
+            self.results.held_doses[study.slug] += 1
+        subject.next_visit += 1
+        if subject.next_visit >= len(study.visits):
+            self.end(study, subject, "completion", {})
 
     def after_dose(self, study: StudySetup, subject: SimSubject) -> None:
         """After a dose: the subject may die or withdraw, or completes after the last visit."""
@@ -361,6 +521,17 @@ class Simulation:
             self.results.errors[f"{how} {response.json().get('code')}"] += 1
             return
         subject.discontinued = True
+        obs = self.results.observations
+        if obs is not None:
+            obs.ends.append(
+                SeenEnd(
+                    seq=obs.next_seq(),
+                    study=study.slug,
+                    site=subject.site,
+                    subject=subject.subject_id,
+                    at=datetime.fromisoformat(response.json()["ended_at"]),
+                )
+            )
         if how == "completion":
             self.results.completed[study.slug] += 1
         else:
