@@ -16,6 +16,7 @@ from app.adapters.db.models import DispensationRow, OutboxRow, VisitEventRow
 from app.bootstrap import Container
 from app.services import subjects as subjects_service
 from tests.api.conftest import Login
+from tests.api.test_subject_records import reload
 from tests.api.test_supply import (
     API,
     EDC,
@@ -32,6 +33,7 @@ from tests.api.test_supply import (
     registered,
     types_of,
 )
+from tests.builders import study_document
 from tests.conftest import TEST_ACTOR
 
 
@@ -313,6 +315,17 @@ class TestUnscheduled:
             tuple(n) for n in notes
         ]
         assert visits == ["D1"]
+
+    def test_the_study_says_its_rule(
+        self, client: TestClient, loaded: Container, login: Login
+    ) -> None:
+        headers = login("edc")
+        study = client.get(API, headers=headers)
+        assert study.json()["unscheduled"] == {"kit_rule": "last_visit", "max_per_subject": 2}
+        doc = study_document()
+        del doc["unscheduled"]
+        reload(loaded, doc)
+        assert client.get(API, headers=headers).json()["unscheduled"] is None
 
     def test_refusals(
         self, client: TestClient, clock: FixedClock, kitted: Container, login: Login

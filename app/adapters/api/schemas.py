@@ -54,6 +54,13 @@ class EligibilityQuestionRead(_Read):
     text_fr: str | None = None
 
 
+class UnscheduledRead(_Read):
+    kit_rule: str = Field(
+        description="last_visit: the kit type of the latest scheduled visit dispensed"
+    )
+    max_per_subject: int | None = Field(description="none: no limit")
+
+
 class StudyRead(StudySummaryRead):
     description: str
     arms: list[ArmRead]
@@ -77,6 +84,10 @@ class StudyRead(StudySummaryRead):
     eligibility: list[EligibilityQuestionRead] = Field(
         default_factory=list,
         description="questions the randomization must answer true, by code (none: no attestation)",
+    )
+    unscheduled: UnscheduledRead | None = Field(
+        default=None,
+        description="how an unscheduled dispensation is served (null: the study allows none)",
     )
 
 

@@ -20,6 +20,7 @@ from app.adapters.api.schemas import (
     StudyRead,
     StudyStatusRead,
     StudySummaryRead,
+    UnscheduledRead,
     VisitRead,
 )
 from app.bootstrap import Container
@@ -73,6 +74,11 @@ def _detail(stored: StoredStudy, status: study_service.StudyStatus) -> StudyRead
             EligibilityQuestionRead(code=q.code, text=q.text, text_fr=q.translations.get("fr"))
             for q in s.eligibility
         ],
+        unscheduled=None
+        if s.unscheduled is None
+        else UnscheduledRead(
+            kit_rule=s.unscheduled.kit_rule, max_per_subject=s.unscheduled.max_per_subject
+        ),
         status=StudyStatusRead(
             mode=status.mode,
             list_version=status.list_version,
