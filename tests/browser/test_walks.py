@@ -57,7 +57,7 @@ def test_investigator_registers_and_randomizes_with_the_keyboard(
     page.screenshot(path=shots / "02-investigator-home.png", full_page=True)
 
     page.get_by_role("link", name="Register a subject").first.click()
-    page.get_by_label("Subject ID").fill("FR01-101")
+    page.get_by_label("Subject ID", exact=True).fill("FR01-101")
     page.get_by_label("Site").select_option("FR01")
     page.get_by_label("Septic shock", exact=True).check()
     page.get_by_label("65 and over").check()
@@ -73,9 +73,10 @@ def test_investigator_registers_and_randomizes_with_the_keyboard(
     page.screenshot(path=shots / "04-randomized.png", full_page=True)
     html = page.content()
     assert not BLIND_LEAKS.search(html), "a blinded page names an arm or a kit type"
-    assert "D1" in page.locator("table").inner_text()  # the first visit's kits, by number
+    kits = page.get_by_role("table", name="Kits handed out, by visit")
+    assert "D1" in kits.inner_text()  # the first visit's kits, by number
     page.get_by_role("link", name="Emergency unblinding of this subject").click()
-    assert page.get_by_label("Subject ID").input_value() == "FR01-101"
+    assert page.get_by_label("Subject ID", exact=True).input_value() == "FR01-101"
     page.screenshot(path=shots / "04-unblinding-form.png", full_page=True)
 
 
@@ -204,7 +205,7 @@ def test_the_french_pages_are_complete(french: Any, live: Live, shots: Path) -> 
     page.wait_for_url("**/ui/")
     page.screenshot(path=shots / "11-fr-accueil.png", full_page=True)
     page.get_by_role("link", name="Inclure un sujet").first.click()
-    page.get_by_label("Identifiant du sujet").fill("FR01-201")
+    page.get_by_label("Identifiant du sujet", exact=True).fill("FR01-201")
     page.get_by_label("Sepsis without shock").check()
     page.get_by_label("Under 65").check()
     page.get_by_role("button", name="Inclure").click()

@@ -184,8 +184,9 @@ def test_the_pharmacist_receives_a_damaged_kit_and_dispenses_a_visit(
         randomized(live, STUDY, "FR02", "FR02-001", "72")
     page.goto(f"{UI}/subjects/FR02-001")
     assert page.locator("#subject-status").inner_text() == "Randomized"
-    page.get_by_label("Visit", exact=True).select_option("D4")
-    page.get_by_label("Weight in kg", exact=True).fill("72")
+    dispense = page.get_by_role("region", name="Dispense a visit")
+    dispense.get_by_label("Visit", exact=True).select_option("D4")
+    dispense.get_by_label("Weight in kg", exact=True).fill("72")
     page.get_by_role("button", name="Dispense the kits of this visit").click()
     page.get_by_text("The kits are recorded as handed out").wait_for()
     row = page.locator("table tbody tr", has_text="D4")
@@ -214,7 +215,7 @@ def test_the_investigator_breaks_the_code_with_both_factors_again(
     log_in(page, live, who)
     page.goto(f"{UI}/subjects/{subject_id}")
     page.get_by_role("link", name="Emergency unblinding of this subject").click()
-    assert page.get_by_label("Subject ID").input_value() == subject_id
+    assert page.get_by_label("Subject ID", exact=True).input_value() == subject_id
     page.get_by_label(re.compile("Medical reason")).fill("anaphylactic shock, ICU")
     page.get_by_label("Password").fill(who.password)
     good = live.code(who)

@@ -52,7 +52,7 @@ class TestSubjectRecordPages:
         assert "recorded as a screen failure" in text(failed)
         assert "Consent not obtained" in text(failed)
         assert "Randomize this subject" not in text(failed)
-        assert "Re-screening of (optional)" in web.get(f"{UI}/subjects/new").text
+        assert "the earlier registration of the same person" in web.get(f"{UI}/subjects/new").text
         page = web.get(f"{UI}/subjects/new")
         again = web.post(
             f"{UI}/subjects/new",
