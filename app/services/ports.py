@@ -320,7 +320,7 @@ class DispensationRecord:
 @dataclass(frozen=True, slots=True)
 class SubjectOnTreatment:
     subject: Subject
-    dispensed: frozenset[str]  # visit codes
+    dispensed: frozenset[str]  # visit codes settled: dispensed, or recorded missed or held
     last_quantity: int  # kits at the last dispensation (0: none yet)
 
 

@@ -119,6 +119,27 @@ class TestMissedAndHeld:
         assert response.status_code == 201, response.text
         assert statuses(client, "S-001", headers)["D4"] == "closed"
 
+    def test_a_recorded_visit_is_no_longer_demand_for_resupply(
+        self, client: TestClient, clock: FixedClock, kitted: Container, login: Login
+    ) -> None:
+        randomized(kitted, "S-001")
+        randomized(kitted, "S-002")
+        headers = login("investigator", sites=["FR01"])
+        at_day(clock, 3)
+
+        assert missed(client, "S-001", "D4", headers).status_code == 201
+        held_at = client.post(
+            f"{API}/subjects/S-002/visits/D4/held", json={"reason": "unstable"}, headers=headers
+        )
+        assert held_at.status_code == 201, held_at.text
+
+        with kitted.uow(TEST_ACTOR) as uow:
+            settled = {
+                s.subject.subject_id: s.dispensed
+                for s in uow.resupply.on_treatment("iris-7a", "FR01")
+            }
+        assert settled == {"S-001": {"D1", "D4"}, "S-002": {"D1", "D4"}}
+
     def test_recorded_missed_with_its_reason_then_the_next_in_its_window(
         self, client: TestClient, clock: FixedClock, kitted: Container, login: Login
     ) -> None:

@@ -18,6 +18,7 @@ from app.adapters.db.models import (
     ShipmentRow,
     SiteRow,
     SubjectRow,
+    VisitEventRow,
 )
 from app.adapters.db.randomization_repos import _subject
 from app.domain.subjects import SubjectStatus
@@ -45,8 +46,8 @@ class SqlResupplyRepository:
         return self._session.execute(statement).first() is not None
 
     def on_treatment(self, study: str, site: str) -> list[SubjectOnTreatment]:
-        """The site's randomized subjects (not ended), each with the visits dispensed and the
-        quantity of their last dispensation."""
+        """The site's randomized subjects (not ended), each with the visits settled (dispensed,
+        or recorded missed or held) and the quantity of their last dispensation."""
         study_id = memo.study_id(self._session, study)
         rows = self._session.execute(
             select(SubjectRow)
@@ -75,6 +76,13 @@ class SqlResupplyRepository:
             visits[pk].add(visit)
             if pk not in last or (at, row_id) > last[pk][:2]:
                 last[pk] = (at, row_id, quantity)
+        # A visit recorded missed or held is settled too: it will never be dispensed.
+        for pk, visit in self._session.execute(
+            select(VisitEventRow.subject_pk, VisitEventRow.visit).where(
+                VisitEventRow.subject_pk.in_(list(subjects))
+            )
+        ):
+            visits[pk].add(visit)
         return [
             SubjectOnTreatment(subject, frozenset(visits[pk]), last[pk][2] if pk in last else 0)
             for pk, subject in subjects.items()

@@ -118,6 +118,18 @@ class SeenEnd:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SeenRecord:
+    """A visit the site recorded missed or its dose held: settled, no longer demand."""
+
+    seq: int
+    study: str
+    site: str
+    subject: str
+    visit: str
+    at: datetime
+
+
 @dataclass
 class Observations:
     """Everything recorded, each event numbered in the order it was seen (`seq`)."""
@@ -126,6 +138,7 @@ class Observations:
     dispensations: list[SeenDispensation] = field(default_factory=list)
     refusals: list[SeenRefusal] = field(default_factory=list)
     ends: list[SeenEnd] = field(default_factory=list)
+    records: list[SeenRecord] = field(default_factory=list)
     counter: int = 0
 
     def next_seq(self) -> int:
@@ -184,6 +197,17 @@ class Observations:
                     "at": e.at.isoformat(),
                 }
                 for e in self.ends
+            ],
+            "records": [
+                {
+                    "seq": r.seq,
+                    "study": r.study,
+                    "site": r.site,
+                    "subject": r.subject,
+                    "visit": r.visit,
+                    "at": r.at.isoformat(),
+                }
+                for r in self.records
             ],
         }
 
@@ -1009,16 +1033,18 @@ def _site_counts(
     refusals: Sequence[tuple[date, str]],
     reviews: Sequence[date],
     ended: Mapping[str, date] | None = None,
+    recorded: Sequence[SeenRecord] = (),
 ) -> list[tuple[SiteCounts, Fraction]]:
     """At each review (run at the day's start, before that day's receipts and visits), the
     rule's inputs as the site counts them: kits of each type ever shipped to it (the
     shipments created before, received or in transit, all whole sets); its stock (kits in
     transit, and kits received neither damaged, dispensed nor inside the do-not-dispense
     window); the coming demand of its subjects (randomization date, visits dispensed and
-    last quantity, from the dispensations; a subject ended before the review's date is no
-    longer demand); and the share: 1 after a refusal it saw of a
-    visit other than the first (app.services.resupply: the first visit's refusals, often
-    for an initial shipment not yet received, do not count)."""
+    last quantity, from the dispensations; a visit recorded missed or held is settled like a
+    dispensed one; a subject ended before the review's date is no longer demand); and the
+    share: 1 after a refusal it saw of a visit other than the first (app.services.resupply:
+    the first visit's refusals, often for an initial shipment not yet received, do not
+    count)."""
     n_types = max(1, len(study.supply.levels))
     dnd = timedelta(days=study.supply.do_not_dispense_days)
     handed = {k.number: d.at.date() for d in dispensations for k in d.kits}
@@ -1049,10 +1075,13 @@ def _site_counts(
                 continue
             before = [d for d in visits if d.at.date() < day]
             if before:
+                settled = {d.visit for d in before} | {
+                    r.visit for r in recorded if r.subject == subject and r.at.date() < day
+                }
                 present.append(
                     OnTreatment(
                         before[0].at.date(),
-                        frozenset(d.visit for d in before),
+                        frozenset(settled),
                         len(before[-1].kits) or largest,
                     )
                 )
@@ -1274,6 +1303,7 @@ def review_enumeration(
             refused.get((slug, site), []),
             reviews,
             {e.subject: e.at.date() for e in obs.ends if (e.study, e.site) == (slug, site)},
+            [r for r in obs.records if (r.study, r.site) == (slug, site)],
         )
         replayer = _Rule(study, rule, figures, types)
         wrong = _true_mismatches(latents, replayer, found, truth, slug)

@@ -44,6 +44,7 @@ from app.adapters.simulation.leaks import (
     SeenDispensation,
     SeenEnd,
     SeenKit,
+    SeenRecord,
     SeenRefusal,
     SeenShipment,
 )
@@ -485,6 +486,18 @@ class Simulation:
             self.results.errors[f"{kind} visit {response.json().get('code')}"] += 1
             subject.discontinued = True
             return
+        obs = self.results.observations
+        if obs is not None:
+            obs.records.append(
+                SeenRecord(
+                    seq=obs.next_seq(),
+                    study=study.slug,
+                    site=subject.site,
+                    subject=subject.subject_id,
+                    visit=visit,
+                    at=datetime.fromisoformat(response.json()["recorded_at"]),
+                )
+            )
         if kind == "missed":
             self.results.missed_visits[study.slug] += 1
         else:
