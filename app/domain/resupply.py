@@ -24,8 +24,9 @@ separate same-type from different-type kit pairs: AUC 0.60-0.64 on a 156-subject
   refused for supply (then every kit gone is counted against each type; a first visit's
   refusal, often for an initial shipment not yet received, does not count);
 - demand = the kits the site's subjects on treatment need at their visits not yet
-  settled (dispensed, or recorded missed or held) whose windows open within HORIZON_DAYS, plus as many first visits as the site
-  randomized over the last HORIZON_DAYS (`coming_demand`: whatever the arms);
+  settled (dispensed, or recorded missed or held) whose windows open within HORIZON_DAYS,
+  plus as many first visits as the site randomized over the last HORIZON_DAYS
+  (`coming_demand`: whatever the arms);
 - want = ceil(share x demand) + the largest trigger level (the safety stock);
 - ship when low < want: max(base, want - low) whole sets, base = max over types of
   (resupply - trigger).
