@@ -225,6 +225,24 @@ class TestRefusals:
         pairs = leaks.refusal_pairs(rec.obs, t)
         assert pairs.observed == 0.5
 
+    def test_the_refused_type_is_expected_as_often_as_among_the_sites_other_subjects(
+        self,
+    ) -> None:
+        """A site whose subjects are all of one arm runs short of that arm's type: its
+        refused subject being of that type is what its peers predict, not a leak."""
+        rec = Recorder()
+        rec.receive([kit("A1"), kit("A2"), kit("A3"), kit("B1"), kit("B2")])
+        rec.receive([kit("B3"), kit("B4"), kit("B5")], site="S2")
+        for i in (1, 2, 3):
+            rec.dispense(f"X{i}", [kit(f"A{i}")])
+            rec.dispense(f"Y{i}", [kit(f"B{i + 2}")], site="S2")
+        rec.refuse("R")  # at S1, where only B is left
+        types = {f"A{i}": "A" for i in (1, 2, 3)} | {f"B{i}": "B" for i in range(1, 6)}
+        arms = {"R": "P", "X1": "P", "X2": "P", "X3": "P", "Y1": "Q", "Y2": "Q", "Y3": "Q"}
+        shortage = leaks.refusal_shortage(rec.obs, truth(types, arms))
+        assert (shortage.refusals, shortage.refused_type_short) == (1, 1)
+        assert shortage.expected == pytest.approx(1.0)  # the study's demand would say 4/7
+
     def test_first_visit_refusals_are_not_later_visits(self) -> None:
         rec = Recorder()
         rec.refuse("R", visit="V1")

@@ -662,8 +662,11 @@ def refusal_pairs(obs: Observations, truth: Truth) -> RefusalPairs:
 class RefusalShortage:
     """Channel 2, per refusal: was the refused visit's type the scarcest on the shelf (as
     the site knew it, types from the truth)? If refusals did not depend on the type, the
-    refused type would be the scarcest only as often as it is demanded at that visit. The
-    first refusal of each visit only."""
+    refused type would be the scarcest only as often as it is demanded at that visit by the
+    site's other subjects (a site whose subjects happen to be mostly of one arm runs short of
+    that arm's type, and its refused subjects are mostly of that arm too, whatever the rule:
+    the global demand would flag that as a leak; with fewer than 3 other subjects at the
+    visit, the study's demand). The first refusal of each visit only."""
 
     refusals: int  # first refusals of a visit when one type was scarcer than every other
     refused_type_short: int
@@ -673,6 +676,7 @@ class RefusalShortage:
 def refusal_shortage(obs: Observations, truth: Truth) -> RefusalShortage:
     refusals = first_refusals(obs)
     demand = _later_type_shares(obs, truth)
+    local = _site_visit_types(obs, truth)
     shelves = _shelves_at(obs, {r.seq for r in refusals})
     judged = short_hits = 0
     expected = 0.0
@@ -689,8 +693,37 @@ def refusal_shortage(obs: Observations, truth: Truth) -> RefusalShortage:
             continue
         judged += 1
         short_hits += refused_type in short
-        expected += sum(demand.share(refusal.study, refusal.visit, t) for t in short)
+        others = [
+            kit_type
+            for subject, kit_type in local.get((refusal.study, refusal.site, refusal.visit), [])
+            if subject != refusal.subject
+        ]
+        if len(others) >= 3:
+            expected += sum(1 for t in others if t in short) / len(others)
+        else:
+            expected += sum(demand.share(refusal.study, refusal.visit, t) for t in short)
     return RefusalShortage(judged, short_hits, expected / judged if judged else math.nan)
+
+
+def _site_visit_types(
+    obs: Observations, truth: Truth
+) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+    """(study, site, visit) -> (subject, kit type) of every subject who reached that later
+    visit at that site, served or refused, once each."""
+    found: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
+    seen: set[tuple[str, str, str]] = set()
+    later = [
+        *((d.study, d.site, d.subject, d.visit) for d in obs.dispensations if d.visit_index > 0),
+        *((r.study, r.site, r.subject, r.visit) for r in later_visit_refusals(obs)),
+    ]
+    for study, site, subject, visit in later:
+        if (study, subject, visit) in seen:
+            continue
+        seen.add((study, subject, visit))
+        kit_type = truth.visit_type(study, subject, visit)
+        if kit_type is not None:
+            found[(study, site, visit)].append((subject, kit_type))
+    return found
 
 
 def _shelves_at(obs: Observations, seqs: set[int]) -> dict[int, tuple[SeenKit, ...]]:
