@@ -79,6 +79,17 @@ class ThrottleState:
             return None
         return max(1, int((self.locked_until - now).total_seconds() + 0.999))
 
+    @property
+    def remaining(self) -> int:
+        """Failures still allowed before the lock."""
+        return max(0, MAX_FAILURES - self.failures)
+
+    def resets_in(self, now: datetime) -> int:
+        """Seconds until the failures counted stop counting: the lock's end when locked, else
+        the end of the window opened by the first failure."""
+        end = self.locked_until or self.first_failure_at + WINDOW
+        return max(0, int((end - now).total_seconds() + 0.999))
+
 
 def after_failure(state: ThrottleState | None, key: str, now: datetime) -> ThrottleState:
     if (

@@ -153,6 +153,7 @@ def rotate_secret(uow: UnitOfWork, hasher: SecretHasher, client_id: str) -> Issu
 class AuthOutcome:
     client: Client | None
     delay: float  # seconds to wait before answering a failure
+    throttle: ThrottleState | None = None  # the count after a failure; None: nothing counted
 
 
 def authenticate(
@@ -200,7 +201,7 @@ def authenticate(
             )
         )
         uow.commit()
-    return AuthOutcome(None, failure_delay(new_state.failures))
+    return AuthOutcome(None, failure_delay(new_state.failures), new_state)
 
 
 def principal_for(client: Client, issued_at: datetime | None) -> Principal:

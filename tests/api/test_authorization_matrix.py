@@ -141,6 +141,10 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, Expect] | Case] = {
         "/api/v1/studies/{study}/randomization-list",
         study_scoped(Action.LIST_READ),
     ),
+    ("GET", "/api/v1/studies/{study}/randomization-list.csv"): (
+        "/api/v1/studies/{study}/randomization-list.csv",
+        study_scoped(Action.LIST_READ),
+    ),
     ("GET", "/api/v1/pooled/allocations"): (
         "/api/v1/pooled/allocations?studies={study}",
         study_scoped(Action.POOLED_EXPORT),

@@ -310,14 +310,16 @@ class TestRandomizationList:
         assert taken["A-1"]["block_size"] == first[0].block_size
         assert response.headers["cache-control"] == "no-store"
 
-    @pytest.mark.parametrize("how", ["accept", "query"])
+    @pytest.mark.parametrize("how", ["accept", "query", "path"])
     def test_csv(self, trial: Container, client: TestClient, login: Login, how: str) -> None:
         headers = login("unblinded_statistician")
         url = f"/api/v1/studies/{A}/randomization-list"
         if how == "accept":
             response = client.get(url, headers={**headers, "Accept": "text/csv"})
-        else:
+        elif how == "query":
             response = client.get(url, params={"format": "csv"}, headers=headers)
+        else:  # its own operation, for generated clients
+            response = client.get(f"{url}.csv", headers=headers)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/csv")
         rows = rows_of(response.text)

@@ -6,27 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 
-from app import __version__
 from app.adapters import web
 from app.adapters.api.auth import CALLERS_CACHE_SIZE, Forbidden, Unauthorized
+from app.adapters.api.deprecation import install_deprecations
 from app.adapters.api.idempotency import install_replay_handler
-from app.adapters.api.introspect import api_routes
 from app.adapters.api.middleware import RequestIdMiddleware
-from app.adapters.api.problems import (
-    STATUS_BY_ERROR,
-    document_problems,
-    install_problem_handlers,
-    log,
-    problem,
-)
+from app.adapters.api.openapi import CONTRACT_VERSION, TAGS, install_openapi
+from app.adapters.api.problems import STATUS_BY_ERROR, install_problem_handlers, log, problem
 from app.adapters.api.routers import (
     audit,
     blinding,
@@ -43,38 +35,10 @@ from app.adapters.api.tokens import TokenService
 from app.adapters.cache import BoundedCache
 from app.adapters.logs import install_request_id_factory
 from app.bootstrap import Container, bootstrap
-from app.domain.access import roles_allowed
 from app.services.housekeeping import housekeeping as run_housekeeping
 from app.settings import Settings
 
 STATUS_BY_ERROR.update({Unauthorized: 401, Forbidden: 403})
-
-
-def _document_roles(app: FastAPI) -> None:
-    """Each operation in the OpenAPI document names the roles the permission table allows,
-    and its error answers (problem+json)."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
-        )
-        for info in api_routes(app):
-            if info.action is None:
-                continue
-            roles = [r.value for r in roles_allowed(info.action)]
-            operation = schema["paths"][info.path][info.method.lower()]
-            operation["x-iwrs-action"] = info.action.value
-            operation["x-iwrs-roles"] = roles
-            operation["description"] = (
-                operation.get("description", "") + f"\n\nAllowed roles: {', '.join(roles)}."
-            ).strip()
-        document_problems(schema)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _storage_refusal(exc: SQLAlchemyError) -> tuple[str, str] | None:
@@ -127,8 +91,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
     app = FastAPI(
         title="IWRS",
-        version=__version__,
+        version=CONTRACT_VERSION,
         summary="Randomization, blinding and drug supply for clinical trials",
+        openapi_tags=list(TAGS),
         lifespan=lifespan,
     )
     app.state.container = container
@@ -185,6 +150,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
         app.include_router(simulation.router)
     web.install(app)
-    _document_roles(app)
+    install_openapi(app)
+    install_deprecations(app)  # after install_openapi: it wraps the document's builder
     app.add_middleware(RequestIdMiddleware)
     return app

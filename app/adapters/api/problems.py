@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.adapters.api import ratelimit
 from app.adapters.crypto.envelope import CannotOpen
 from app.adapters.crypto.keyring import KeyUnavailable
 from app.adapters.db.idempotency import IdempotencyKeyReused
@@ -77,51 +78,6 @@ _STATUS_CODES = {
 }
 
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "title": "Problem",
-    "type": "object",
-    "description": "RFC 9457 problem details, with a stable machine `code`",
-    "required": ["type", "title", "status", "detail", "code"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "request_id": {"type": "string"},
-    },
-}
-# What any operation under /api/ may answer besides its success (401: no valid token; 403:
-# not the role's; 404: not found or not the caller's; 503: database or key unavailable).
-_API_ERRORS = {
-    400: "bad request",
-    401: "no valid bearer token",
-    403: "not allowed to this role",
-    404: "not found, or outside the caller's studies and sites",
-    409: "conflicts with the state of the record",
-    422: "the request is not valid",
-    503: "the database or the key is unavailable; retry later",
-}
-
-
-def document_problems(schema: dict[str, Any]) -> None:
-    """Make the OpenAPI document say what the service answers on error: problem+json
-    (FastAPI documents its own 422 body, which this service does not send)."""
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
-    content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path, operations in schema.get("paths", {}).items():
-        for operation in operations.values():
-            responses = operation.setdefault("responses", {})
-            if path.startswith("/api/"):
-                for status, description in _API_ERRORS.items():
-                    responses.setdefault(str(status), {"description": description})
-            for status, response in responses.items():
-                if status == "422" or (path.startswith("/api/") and status[0] in "45"):
-                    response["content"] = content
-                    if response.get("description") == "Validation Error":
-                        response["description"] = _API_ERRORS[422]
-
-
 def problem(
     status: int,
     code: str,
@@ -162,6 +118,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             extra["problems"] = problems
         if isinstance(exc, clients.Throttled):
             headers["Retry-After"] = str(exc.retry_after)
+            headers.update(ratelimit.locked(exc.retry_after))
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="iwrs", error="invalid_token"'
         return problem(status, exc.code, exc.detail, headers=headers or None, **extra)

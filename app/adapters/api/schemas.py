@@ -3,11 +3,60 @@ has a field that could hold an arm or a kit type."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# A body weight: a JSON number (a numeric string is accepted too, as it always was), kept
+# exact as a Decimal for the weight bands; published as a number, so clients send one.
+WeightKg = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1000}),
+]
+
+
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """A model's examples in the OpenAPI document (blinded, unless the model is the
+    unblinded caller's; arms there are neutral codes such as ARM_A)."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
 
 
 class _Read(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+KIT_EXAMPLE: dict[str, Any] = {"kit_number": "48210372", "lot": "L0001", "expiry": "2027-06-30"}
+DISPENSATION_EXAMPLE: dict[str, Any] = {
+    "subject_id": "FR01-001",
+    "visit": "D4",
+    "kits": [KIT_EXAMPLE, {**KIT_EXAMPLE, "kit_number": "48210452"}],
+    "dispensed_at": "2026-03-05T09:12:44Z",
+}
+
+
+class DispensedKitRead(BaseModel):
+    """A kit handed to a subject: its number, lot and expiry; never its type."""
+
+    model_config = examples(KIT_EXAMPLE)
+
+    kit_number: str
+    lot: str
+    expiry: date
+
+
+class DispensationRead(BaseModel):
+    """The kits dispensed to a subject at a visit (scheduled, at randomization, or
+    unscheduled: U1, U2...)."""
+
+    model_config = examples(DISPENSATION_EXAMPLE)
+
+    subject_id: str
+    visit: str
+    kits: list[DispensedKitRead]
+    dispensed_at: datetime
 
 
 class ArmRead(_Read):
@@ -61,7 +110,69 @@ class UnscheduledRead(_Read):
     max_per_subject: int | None = Field(description="none: no limit")
 
 
+STUDY_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "slug": "iris-7a",
+    "title": "IRIS-7A: interleukin-7 in septic shock",
+    "protocol": "IRIS-7A-2025",
+    "version": 3,
+}
+
+
 class StudyRead(StudySummaryRead):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    **STUDY_SUMMARY_EXAMPLE,
+                    "description": "Double-blind, placebo-controlled, stratified by site.",
+                    "arms": [
+                        {"code": "ARM_A", "label": "Arm A"},
+                        {"code": "ARM_B", "label": "Arm B"},
+                    ],
+                    "stratification_factors": [
+                        {
+                            "code": "shock",
+                            "label": "Septic shock",
+                            "levels": [
+                                {"code": "yes", "label": "Yes"},
+                                {"code": "no", "label": "No"},
+                            ],
+                        }
+                    ],
+                    "stratify_by_site": True,
+                    "randomization_method": "permuted_block",
+                    "sites": [
+                        {
+                            "code": "FR01",
+                            "name": "Hôpital Example",
+                            "country": "FR",
+                            "active": True,
+                            "timezone": "Europe/Paris",
+                        }
+                    ],
+                    "visits": [
+                        {"code": "D1", "day": 1, "window_before": 0, "window_after": 0},
+                        {"code": "D4", "day": 4, "window_before": 1, "window_after": 1},
+                    ],
+                    "pooled_with": ["iris-7b"],
+                    "status": {
+                        "mode": "live",
+                        "list_version": 1,
+                        "strata_running_low": [],
+                        "strata_exhausted": [],
+                    },
+                    "discontinuation_reasons": ["adverse_event", "consent_withdrawn", "other"],
+                    "screen_failure_reasons": ["inclusion_criterion_not_met", "other"],
+                    "rescreening": True,
+                    "max_rescreens": 1,
+                    "eligibility": [{"code": "consent", "text": "Consent signed", "text_fr": None}],
+                    "unscheduled": {"kit_rule": "last_visit", "max_per_subject": 2},
+                }
+            ]
+        },
+    )
+
     description: str
     arms: list[ArmRead]
     stratification_factors: list[FactorRead]
@@ -99,14 +210,34 @@ class StudyStatusRead(_Read):
 
 
 class StudyList(_Read):
+    model_config = ConfigDict(
+        frozen=True, json_schema_extra={"examples": [{"studies": [STUDY_SUMMARY_EXAMPLE]}]}
+    )
+
     studies: list[StudySummaryRead]
 
 
 class Health(_Read):
+    model_config = ConfigDict(
+        frozen=True, json_schema_extra={"examples": [{"status": "ok", "version": "0.1.0"}]}
+    )
+
     status: str
     version: str
 
 
 class Readiness(_Read):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "checks": {"database": "ok", "key": "ok", "study_keys": "ok"},
+                }
+            ]
+        },
+    )
+
     status: str
     checks: dict[str, str]

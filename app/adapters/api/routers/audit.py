@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
@@ -37,6 +37,36 @@ class AuditEventRead(BaseModel):
 
 
 class AuditPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "study": "iris-7a",
+                    "events": [
+                        {
+                            "seq": 42,
+                            "occurred_at": "2026-03-02T10:05:17Z",
+                            "actor_id": "client:fr-edc",
+                            "actor_role": "edc",
+                            "action": "subject.randomized",
+                            "entity_type": "subject",
+                            "entity_id": "FR01-001",
+                            "subject_id": "FR01-001",
+                            "reason": None,
+                            "before": {"status": "registered"},
+                            "after": {"status": "randomized", "randomization_number": 1001},
+                            "request_id": "4f1c2a9e0b7d4c3e8a6f5d2b1c0e9a87",
+                            "prev_hash": "9c1f0e4b" * 8,
+                            "hash": "0d3b7a52" * 8,
+                        }
+                    ],
+                    "next_after_seq": None,
+                    "head_seq": 42,
+                }
+            ]
+        }
+    )
+
     study: str
     events: list[AuditEventRead]
     next_after_seq: int | None
@@ -48,7 +78,12 @@ def _utc(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
-@router.get("/studies/{study}/audit", response_model=AuditPage)
+@router.get(
+    "/studies/{study}/audit",
+    response_model=AuditPage,
+    operation_id="get_audit_trail",
+    summary="The study's audit trail, blinded, paged by sequence number",
+)
 def audit_trail(
     study: str,
     principal: Annotated[Principal, Depends(require(Action.AUDIT_READ))],

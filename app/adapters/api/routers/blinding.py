@@ -18,11 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.adapters.api.auth import Forbidden, get_principal, require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.openapi import json_body, problems
 from app.adapters.api.routing import ThreadPoolRoute
+from app.adapters.api.schemas import examples
 from app.adapters.db.idempotency import IdempotentReplay
 from app.adapters.exports import list_csv, pooled_csv
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
+from app.domain.errors import StudyNotFound
+from app.domain.subjects import NoActiveList, SubjectNotFound, SubjectNotRandomized
 from app.services import blinding
 
 router = APIRouter(prefix="/api/v1", tags=["blinding"], route_class=ThreadPoolRoute)
@@ -33,15 +37,41 @@ Idem = Annotated[IdempotencyRequest, Depends(idempotency_request)]
 Deps = Annotated[Container, Depends(get_container)]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CSV_TYPE = "text/csv; charset=utf-8"
+LIST_CSV_EXAMPLE = (
+    "stratum,sequence,randomization_number,block,block_size,arm,subject_id,allocated_at,"
+    "stratum_corrected\r\n"
+    "FR01|shock=yes|age=lt65,1,1001,1,4,ARM_A,FR01-001,2026-03-02T10:05:17+00:00,\r\n"
+)
+POOLED_CSV_EXAMPLE = (
+    "study,site,subject,stratum,randomization_number,arm,randomized_at,unblinded,"
+    "stratum_corrected\r\n"
+    "iris-7a,FR01,FR01-001,FR01|shock=yes|age=lt65,1001,ARM_A,2026-03-02T10:05:17+00:00,"
+    "false,\r\n"
+)
 
 
 class UnblindingCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "anaphylaxis; the treating team must know"}]},
+    )
 
     reason: str = Field(min_length=1, max_length=blinding.MAX_REASON)
 
 
 class UnblindingRead(BaseModel):
+    """The arm of one subject, to the caller only (examples use a neutral arm code)."""
+
+    model_config = examples(
+        {
+            "subject_id": "FR01-001",
+            "arm": "ARM_A",
+            "arm_label": "Arm A",
+            "unblinded_at": "2026-03-07T02:14:55Z",
+            "unblinded_by": "client:safety-desk",
+        }
+    )
+
     subject_id: str
     arm: str
     arm_label: str
@@ -50,7 +80,9 @@ class UnblindingRead(BaseModel):
 
 
 class StudyLockCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "database lock, last visit"}]}
+    )
 
     reason: str = Field(min_length=1, max_length=blinding.MAX_REASON)
 
@@ -63,12 +95,26 @@ class StudyLockCreate(BaseModel):
 
 
 class StudyLockRead(BaseModel):
+    model_config = examples(
+        {"study": "iris-7a", "locked_at": "2027-01-15T09:00:00Z", "locked_by": "user:stat-lead"}
+    )
+
     study: str
     locked_at: datetime
     locked_by: str
 
 
 class SubjectArmRead(BaseModel):
+    model_config = examples(
+        {
+            "subject_id": "FR01-001",
+            "site_id": "FR01",
+            "arm": "ARM_A",
+            "arm_label": "Arm A",
+            "locked_at": "2027-01-15T09:00:00Z",
+        }
+    )
+
     subject_id: str
     site_id: str
     arm: str
@@ -95,6 +141,28 @@ class ListLineRead(BaseModel):
 
 
 class ListExportRead(BaseModel):
+    model_config = examples(
+        {
+            "study": "iris-7a",
+            "mode": "live",
+            "list_version": 1,
+            "method": "permuted_block",
+            "slots": [
+                {
+                    "stratum": "FR01|shock=yes|age=lt65",
+                    "sequence": 1,
+                    "randomization_number": 1001,
+                    "block": 1,
+                    "block_size": 4,
+                    "arm": "ARM_A",
+                    "subject_id": "FR01-001",
+                    "allocated_at": "2026-03-02T10:05:17Z",
+                    "stratum_corrected": None,
+                }
+            ],
+        }
+    )
+
     study: str
     mode: str
     list_version: int
@@ -154,13 +222,11 @@ def _reason_of(payload: Any) -> str | None:
 @router.post(
     "/studies/{study}/subjects/{subject_id}/unblinding",
     response_model=UnblindingRead,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": UnblindingCreate.model_json_schema()}},
-        }
-    },
+    operation_id="unblind_subject",
+    summary="Emergency unblinding: the subject's arm, to the caller only",
 )
+@json_body(UnblindingCreate)
+@problems(SubjectNotFound, SubjectNotRandomized, blinding.TokenNotFresh, blinding.InvalidRequest)
 def unblind(
     study: str,
     subject_id: SubjectId,
@@ -201,7 +267,13 @@ def _render_lock(lock: blinding.StudyLock) -> tuple[int, Any]:
     return 200, _lock_read(lock).model_dump(mode="json")
 
 
-@router.post("/studies/{study}/lock", response_model=StudyLockRead)
+@router.post(
+    "/studies/{study}/lock",
+    response_model=StudyLockRead,
+    operation_id="lock_study",
+    summary="Lock the study for good, with a reason",
+)
+@problems(blinding.StudyLocked)
 def lock_study(
     study: str,
     body: StudyLockCreate,
@@ -215,7 +287,15 @@ def lock_study(
     return _lock_read(blinding.lock_study(uow, principal, study, body.reason))
 
 
-@router.get("/studies/{study}/subjects/{subject_id}/arm", response_model=SubjectArmRead)
+@router.get(
+    "/studies/{study}/subjects/{subject_id}/arm",
+    response_model=SubjectArmRead,
+    operation_id="get_subject_arm",
+    summary="After the lock: the arm of a subject of the investigator's sites",
+)
+@problems(
+    SubjectNotFound, SubjectNotRandomized, blinding.StudyNotLocked, blinding.BlindingForbidden
+)
 def subject_arm(
     study: str,
     subject_id: SubjectId,
@@ -242,8 +322,13 @@ def subject_arm(
 @router.get(
     "/studies/{study}/randomization-list",
     response_model=ListExportRead,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}, "example": LIST_CSV_EXAMPLE}}}
+    },
+    operation_id="get_randomization_list",
+    summary="The whole randomization list with arms, as JSON or CSV",
 )
+@problems(NoActiveList)
 def randomization_list(
     study: str,
     principal: Annotated[Principal, Depends(require(Action.LIST_READ))],
@@ -255,15 +340,9 @@ def randomization_list(
     """Every slot of the active list (of the study's current mode unless `mode`), with its
     arm and the subject that took it: JSON, or CSV with `Accept: text/csv` or `?format=csv`."""
     fmt = format or ("csv" if accept and "text/csv" in accept.lower() else "json")
-    export = blinding.export_list(container.uow(principal.actor), principal, study, fmt, mode)
     if fmt == "csv":
-        text = list_csv(export.lines)
-        name = f"{export.study}-{export.mode}-v{export.version}-randomization-list.csv"
-        return Response(
-            text,
-            media_type=CSV_TYPE,
-            headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return _list_csv(principal, container, study, mode)
+    export = blinding.export_list(container.uow(principal.actor), principal, study, fmt, mode)
     body = ListExportRead(
         study=export.study,
         mode=export.mode,
@@ -288,10 +367,52 @@ def randomization_list(
 
 
 @router.get(
+    "/studies/{study}/randomization-list.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}, "example": LIST_CSV_EXAMPLE}},
+            "description": "one row per slot",
+        }
+    },
+    operation_id="export_randomization_list_csv",
+    summary="The whole randomization list with arms, as CSV",
+)
+@problems(NoActiveList)
+def randomization_list_csv(
+    study: str,
+    principal: Annotated[Principal, Depends(require(Action.LIST_READ))],
+    container: Deps,
+    mode: Annotated[Literal["live", "uat"] | None, Query()] = None,
+) -> Response:
+    """The same list as `GET .../randomization-list?format=csv`, under an operation of its
+    own, so that a generated client reads it as text (one media type per operation)."""
+    return _list_csv(principal, container, study, mode)
+
+
+def _list_csv(principal: Principal, container: Container, study: str, mode: str | None) -> Response:
+    export = blinding.export_list(container.uow(principal.actor), principal, study, "csv", mode)
+    name = f"{export.study}-{export.mode}-v{export.version}-randomization-list.csv"
+    return Response(
+        list_csv(export.lines),
+        media_type=CSV_TYPE,
+        headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get(
     "/pooled/allocations",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}, "description": "one row per subject"}},
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}, "example": POOLED_CSV_EXAMPLE}},
+            "description": "one row per subject",
+        }
+    },
+    operation_id="export_pooled_allocations",
+    summary="Every allocation of the named studies, one CSV row per subject",
 )
+@problems(StudyNotFound, blinding.InvalidRequest)
 def pooled_allocations(
     principal: Annotated[Principal, Depends(require(Action.POOLED_EXPORT))],
     container: Deps,

@@ -13,10 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.openapi import problems
 from app.adapters.api.routing import ThreadPoolRoute
+from app.adapters.api.schemas import examples
 from app.bootstrap import Container
+from app.domain import enrolment
 from app.domain.access import Action, Principal
+from app.domain.errors import SiteNotFound
+from app.domain.subjects import SiteNotActive
 from app.services import enrolment as service
+from app.services.resupply import SupplyBusy
 
 router = APIRouter(prefix="/api/v1", tags=["enrolment"], route_class=ThreadPoolRoute)
 
@@ -26,8 +32,41 @@ Deps = Annotated[Container, Depends(get_container)]
 Reason = Field(min_length=1, max_length=1000)
 
 
+CAP_EXAMPLE = {
+    "scope": "site",
+    "target": "FR01",
+    "warning_at": 18,
+    "cap": 20,
+    "randomized": 12,
+    "state": "open",
+    "set_at": "2026-03-01T08:00:00Z",
+    "set_by": "user:supply-lead",
+}
+SITE_CHANGE_EXAMPLE = {
+    "site_id": "FR03",
+    "active": True,
+    "enrolment_open": True,
+    "definition_version": 4,
+    "initial_shipment": {"shipment_id": "SH-FR03-001", "status": "shipped", "kit_count": 24},
+    "note": None,
+}
+
+
 class CapCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "scope": "site",
+                    "target": "FR01",
+                    "warning_at": 18,
+                    "cap": 20,
+                    "reason": "site capacity",
+                }
+            ]
+        },
+    )
 
     scope: Literal["study", "country", "site", "stratum"]
     target: str = Field(
@@ -45,6 +84,8 @@ class CapCreate(BaseModel):
 
 
 class CapRead(BaseModel):
+    model_config = examples(CAP_EXAMPLE)
+
     scope: str
     target: str
     warning_at: int | None
@@ -56,13 +97,17 @@ class CapRead(BaseModel):
 
 
 class ReasonCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "pharmacist on leave"}]}
+    )
 
     reason: str = Reason
 
 
 class ActivationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "site initiation visit done"}]}
+    )
 
     reason: str | None = Field(default=None, max_length=1000)
 
@@ -74,6 +119,8 @@ class ShipmentBrief(BaseModel):
 
 
 class SiteChangeRead(BaseModel):
+    model_config = examples(SITE_CHANGE_EXAMPLE)
+
     site_id: str
     active: bool
     enrolment_open: bool
@@ -92,6 +139,27 @@ class SiteEnrolmentRead(BaseModel):
 
 
 class EnrolmentRead(BaseModel):
+    model_config = examples(
+        {
+            "study": "iris-7a",
+            "mode": "live",
+            "randomized": 12,
+            "by_country": {"FR": 12},
+            "by_stratum": {"shock=yes|age=lt65": 7, "shock=no|age=lt65": 5},
+            "sites": [
+                {
+                    "site_id": "FR01",
+                    "name": "Hôpital Example",
+                    "country": "FR",
+                    "active": True,
+                    "enrolment_open": True,
+                    "randomized": 12,
+                }
+            ],
+            "caps": [CAP_EXAMPLE],
+        }
+    )
+
     study: str
     mode: str
     randomized: int = Field(description="subjects ever randomized in the study's mode")
@@ -165,6 +233,7 @@ def _render_site(change: service.SiteChange) -> tuple[int, Any]:
     "/studies/{study}/enrolment",
     response_model=EnrolmentRead,
     summary="Randomized subjects by study, country, site and stratum, sites' state, caps",
+    operation_id="get_enrolment",
 )
 def get_enrolment(
     study: str,
@@ -179,7 +248,9 @@ def get_enrolment(
     "/studies/{study}/enrolment/caps",
     response_model=CapRead,
     summary="Set a warning threshold and a hard cap (both null: clear the cap)",
+    operation_id="set_enrolment_cap",
 )
+@problems(enrolment.InvalidEnrolmentCap, enrolment.EnrolmentCapNotFound, SiteNotFound)
 def set_cap(
     study: str,
     body: CapCreate,
@@ -212,7 +283,9 @@ def _enrolment(
     "/studies/{study}/sites/{site_id}/enrolment-closure",
     response_model=SiteChangeRead,
     summary="Close a site to enrolment (its dispensing and resupply go on), with a reason",
+    operation_id="close_site_enrolment",
 )
+@problems(SiteNotFound, enrolment.SiteEnrolmentAlreadyClosed, enrolment.ReasonRequired)
 def close_enrolment(
     study: str,
     site_id: SiteId,
@@ -228,7 +301,9 @@ def close_enrolment(
     "/studies/{study}/sites/{site_id}/enrolment-reopening",
     response_model=SiteChangeRead,
     summary="Reopen a site to enrolment, with a reason",
+    operation_id="reopen_site_enrolment",
 )
+@problems(SiteNotFound, enrolment.SiteEnrolmentAlreadyOpen, enrolment.ReasonRequired)
 def reopen_enrolment(
     study: str,
     site_id: SiteId,
@@ -244,7 +319,9 @@ def reopen_enrolment(
     "/studies/{study}/sites/{site_id}/activation",
     response_model=SiteChangeRead,
     summary="Activate a site; sends its initial shipment once the kit list exists",
+    operation_id="activate_site",
 )
+@problems(SiteNotFound, enrolment.SiteAlreadyActive, SupplyBusy)
 def activate(
     study: str,
     site_id: SiteId,
@@ -263,7 +340,9 @@ def activate(
     "/studies/{study}/sites/{site_id}/deactivation",
     response_model=SiteChangeRead,
     summary="Deactivate a site (no enrolment nor resupply any more), with a reason",
+    operation_id="deactivate_site",
 )
+@problems(SiteNotFound, SiteNotActive, enrolment.ReasonRequired)
 def deactivate(
     study: str,
     site_id: SiteId,

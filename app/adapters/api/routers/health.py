@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import __version__
 from app.adapters.api.deps import get_container
+from app.adapters.api.openapi import problems
 from app.adapters.api.problems import problem
 from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.api.schemas import Health, Readiness
@@ -25,12 +26,24 @@ router = APIRouter(tags=["operations"], route_class=ThreadPoolRoute)
 log = logging.getLogger("iwrs.ready")
 
 
-@router.get("/health", response_model=Health)
+@router.get(
+    "/health",
+    response_model=Health,
+    operation_id="get_health",
+    summary="Liveness",
+    description="The process answers; says nothing of the database (see /ready).",
+)
 def health() -> Health:
     return Health(status="ok", version=__version__)
 
 
-@router.get("/ready", response_model=Readiness, responses={503: {"description": "not ready"}})
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    operation_id="get_readiness",
+    summary="Readiness: the database is reachable and migrated, the keys open",
+)
+@problems("not_ready")
 def ready(container: Annotated[Container, Depends(get_container)]) -> Readiness | JSONResponse:
     checks: dict[str, str] = {}
     try:

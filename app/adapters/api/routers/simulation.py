@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
+from app.adapters.api.openapi import problems
 from app.adapters.api.routing import ThreadPoolRoute
 from app.adapters.clock import FileOffsetClock
 from app.bootstrap import Container
@@ -22,16 +23,24 @@ router = APIRouter(prefix="/api/v1/simulation", tags=["simulation"], route_class
 
 
 class ClockAdvance(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 3}]})
 
     days: float = Field(gt=0, le=365)
 
 
 class ClockRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"now": "2026-03-05T09:00:00Z"}]})
+
     now: datetime
 
 
-@router.post("/clock", response_model=ClockRead)
+@router.post(
+    "/clock",
+    response_model=ClockRead,
+    operation_id="advance_simulation_clock",
+    summary="Move the simulation clock forward, then run the day's housekeeping",
+)
+@problems(Conflict)
 def advance_clock(
     body: ClockAdvance,
     principal: Annotated[Principal, Depends(require(Action.SIMULATION_CLOCK, verify_now=True))],

@@ -88,7 +88,12 @@ def _detail(stored: StoredStudy, status: study_service.StudyStatus) -> StudyRead
     )
 
 
-@router.get("/studies", response_model=StudyList)
+@router.get(
+    "/studies",
+    response_model=StudyList,
+    operation_id="list_studies",
+    summary="The studies the token may see",
+)
 def list_studies(
     principal: ReadStudies, container: Annotated[Container, Depends(get_container)]
 ) -> StudyList:
@@ -96,7 +101,12 @@ def list_studies(
     return StudyList(studies=[_summary(s) for s in stored])
 
 
-@router.get("/studies/{study}", response_model=StudyRead)
+@router.get(
+    "/studies/{study}",
+    response_model=StudyRead,
+    operation_id="get_study",
+    summary="A study's arms (labels), visits, sites and stratification factors",
+)
 def get_study(
     study: str, principal: ReadStudies, container: Annotated[Container, Depends(get_container)]
 ) -> StudyRead:

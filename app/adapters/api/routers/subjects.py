@@ -6,7 +6,6 @@ kit type."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path
@@ -15,15 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.openapi import problems
+from app.adapters.api.routers.supply import dispensation_read
 from app.adapters.api.routers.visits import ScheduledVisitRead, scheduled_visit_read
 from app.adapters.api.routing import ThreadPoolRoute
+from app.adapters.api.schemas import DISPENSATION_EXAMPLE, DispensationRead, WeightKg, examples
 from app.bootstrap import Container
+from app.domain import enrolment, subjects
 from app.domain.access import Action, Principal
+from app.domain.dispensing import InsufficientSupply, WeightOutOfRange
 from app.domain.subjects import Subject
+from app.services import blinding
 from app.services import randomization as rnd
 from app.services import subjects as subjects_service
 from app.services.subjects import SubjectView
-from app.services.supply import Dispensation
 
 router = APIRouter(prefix="/api/v1", tags=["subjects"], route_class=ThreadPoolRoute)
 
@@ -33,8 +37,55 @@ Idem = Annotated[IdempotencyRequest, Depends(idempotency_request)]
 Deps = Annotated[Container, Depends(get_container)]
 
 
+SUBJECT_EXAMPLE: dict[str, Any] = {
+    "subject_id": "FR01-001",
+    "site_id": "FR01",
+    "status": "randomized",
+    "strata": {"shock": "yes", "age": "lt65"},
+    "registered_at": "2026-03-01T08:30:00Z",
+    "randomized_at": "2026-03-02T10:05:17Z",
+    "randomization_number": 1001,
+    "unblinded": False,
+    "ended_at": None,
+    "end_reason": None,
+    "rescreen_of": None,
+    "rescreened_as": None,
+    "strata_corrected": None,
+    "eligibility": {"consent": True},
+    "dispensations": [
+        {
+            "visit": "D1",
+            "dispensed_at": "2026-03-02T10:05:17Z",
+            "weight_kg": "71.5",
+            "kit_numbers": ["48210372", "48210452"],
+        }
+    ],
+    "visits": [
+        {
+            "visit": "D1",
+            "day": 1,
+            "opens_date": "2026-03-02",
+            "closes_date": "2026-03-02",
+            "status": "dispensed",
+        },
+        {
+            "visit": "D4",
+            "day": 4,
+            "opens_date": "2026-03-04",
+            "closes_date": "2026-03-06",
+            "status": "upcoming",
+        },
+    ],
+}
+
+
 class SubjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"subject_id": "FR01-001", "site_id": "FR01", "strata": {"shock": "yes"}}]
+        },
+    )
 
     subject_id: str = Field(pattern=SUBJECT_ID)
     site_id: str = Field(pattern=r"^[A-Z]{2}[0-9]{2,4}$")
@@ -52,11 +103,13 @@ class SubjectCreate(BaseModel):
 
 
 class RandomizationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"weight_kg": 71.5, "eligibility": {"consent": True}}]},
+    )
 
-    weight_kg: Decimal | None = Field(
+    weight_kg: WeightKg | None = Field(
         default=None,
-        allow_inf_nan=False,
         description=(
             "to dispense the first visit's kits at once; outside every weight band of the "
             "study: 422 weight_out_of_range"
@@ -72,19 +125,18 @@ class RandomizationCreate(BaseModel):
     )
 
 
-class KitRead(BaseModel):
-    kit_number: str
-    lot: str
-    expiry: str
+class SubjectDispensationRead(BaseModel):
+    """A visit's dispensing in the subject record: kit numbers, never types."""
 
-
-class DispensationRead(BaseModel):
     visit: str
-    kits: list[KitRead]
     dispensed_at: datetime
+    weight_kg: str = Field(description='the weight dispensed for, as a decimal string: "71.5"')
+    kit_numbers: list[str]
 
 
 class SubjectRead(BaseModel):
+    model_config = examples(SUBJECT_EXAMPLE)
+
     subject_id: str
     site_id: str
     status: str
@@ -113,7 +165,7 @@ class SubjectRead(BaseModel):
     eligibility: dict[str, bool] | None = Field(
         default=None, description="the eligibility answers attested at randomization"
     )
-    dispensations: list[dict[str, Any]] = Field(default_factory=list)
+    dispensations: list[SubjectDispensationRead] = Field(default_factory=list)
     visits: list[ScheduledVisitRead] = Field(
         default_factory=list,
         description=(
@@ -124,7 +176,10 @@ class SubjectRead(BaseModel):
 
 
 class DiscontinuationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "adverse_event", "detail": None}]},
+    )
 
     reason: str = Field(
         min_length=1,
@@ -141,7 +196,10 @@ class DiscontinuationCreate(BaseModel):
 
 
 class ScreenFailureCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "inclusion_criterion_not_met"}]},
+    )
 
     reason: str = Field(
         min_length=1,
@@ -158,7 +216,14 @@ class ScreenFailureCreate(BaseModel):
 
 
 class StratumCorrectionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"factor": "age", "level": "ge65", "reason": "date of birth entered wrongly"}
+            ]
+        },
+    )
 
     factor: str = Field(min_length=1, max_length=64, description="a stratification factor code")
     level: str = Field(min_length=1, max_length=64, description="the right level's code")
@@ -166,12 +231,26 @@ class StratumCorrectionCreate(BaseModel):
 
 
 class CompletionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"detail": "last visit done"}]}
+    )
 
     detail: str | None = Field(default=None, max_length=1000)
 
 
 class RandomizationRead(BaseModel):
+    model_config = examples(
+        {
+            "subject_id": "FR01-001",
+            "randomization_number": 1001,
+            "randomized_at": "2026-03-02T10:05:17Z",
+            "site_id": "FR01",
+            "stratum": "FR01|shock=yes|age=lt65",
+            "strata": {"shock": "yes", "age": "lt65"},
+            "dispensation": {**DISPENSATION_EXAMPLE, "visit": "D1"},
+        }
+    )
+
     subject_id: str
     randomization_number: int
     randomized_at: datetime
@@ -204,7 +283,7 @@ def subject_read(
         if subject.strata_corrected is None
         else dict(subject.strata_corrected),
         eligibility=None if subject.eligibility is None else dict(subject.eligibility),
-        dispensations=dispensations or [],
+        dispensations=[SubjectDispensationRead.model_validate(d) for d in dispensations or ()],
     )
 
 
@@ -231,17 +310,6 @@ def _render_view(view: SubjectView) -> tuple[int, Any]:
     return 200, subject_view_read(view).model_dump(mode="json")
 
 
-def dispensation_read(d: Dispensation) -> DispensationRead:
-    return DispensationRead(
-        visit=d.visit,
-        kits=[
-            KitRead(kit_number=k.kit_number, lot=k.lot, expiry=k.expiry_date.isoformat())
-            for k in d.kits
-        ],
-        dispensed_at=d.dispensed_at,
-    )
-
-
 def _render_subject(subject: Subject) -> tuple[int, Any]:
     return 201, subject_read(subject).model_dump(mode="json")
 
@@ -262,7 +330,29 @@ def _render_randomization(r: rnd.Randomization) -> tuple[int, Any]:
     return 201, randomization_read(r).model_dump(mode="json")
 
 
-@router.post("/studies/{study}/subjects", status_code=201, response_model=SubjectRead)
+@router.post(
+    "/studies/{study}/subjects",
+    status_code=201,
+    response_model=SubjectRead,
+    operation_id="register_subject",
+    summary="Register a subject at a site, with its stratification levels",
+)
+@problems(
+    rnd.SiteForbidden,
+    rnd.InvalidSite,
+    subjects.InvalidStratum,
+    subjects.SiteNotActive,
+    subjects.SubjectAlreadyRegistered,
+    subjects.RescreeningNotAllowed,
+    subjects.RescreenOfNotFound,
+    subjects.RescreenOfNotScreenFailed,
+    subjects.SubjectAlreadyRescreened,
+    subjects.RescreenLimitReached,
+    enrolment.SiteEnrolmentClosed,
+    enrolment.EnrolmentCapReached,
+    rnd.ModeMismatch,
+    blinding.StudyLocked,
+)
 def register(
     study: str,
     body: SubjectCreate,
@@ -285,6 +375,25 @@ def register(
     "/studies/{study}/subjects/{subject_id}/randomization",
     status_code=201,
     response_model=RandomizationRead,
+    operation_id="randomize_subject",
+    summary="Randomize a registered subject (the answer never names the arm)",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectAlreadyRandomized,
+    subjects.SubjectScreenFailed,
+    subjects.SubjectAlreadyEnded,
+    subjects.StratumExhausted,
+    subjects.NoActiveList,
+    subjects.SiteNotActive,
+    subjects.InvalidStratum,
+    subjects.EligibilityNotConfirmed,
+    enrolment.SiteEnrolmentClosed,
+    enrolment.EnrolmentCapReached,
+    InsufficientSupply,
+    WeightOutOfRange,
+    rnd.ModeMismatch,
+    blinding.StudyLocked,
 )
 def randomize(
     study: str,
@@ -306,7 +415,13 @@ def randomize(
     return randomization_read(result)
 
 
-@router.get("/studies/{study}/subjects/{subject_id}", response_model=SubjectRead)
+@router.get(
+    "/studies/{study}/subjects/{subject_id}",
+    response_model=SubjectRead,
+    operation_id="get_subject",
+    summary="A subject's blinded record: status, dispensations, visit schedule",
+)
+@problems(subjects.SubjectNotFound)
 def get_subject(
     study: str,
     subject_id: SubjectId,
@@ -323,6 +438,14 @@ def get_subject(
     "/studies/{study}/subjects/{subject_id}/discontinuation",
     response_model=SubjectRead,
     summary="Discontinue a randomized subject's treatment, with a reason",
+    operation_id="discontinue_subject",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectNotRandomized,
+    subjects.SubjectAlreadyEnded,
+    subjects.InvalidDiscontinuationReason,
+    blinding.StudyLocked,
 )
 def discontinue(
     study: str,
@@ -341,6 +464,13 @@ def discontinue(
     "/studies/{study}/subjects/{subject_id}/completion",
     response_model=SubjectRead,
     summary="Record that a randomized subject completed the study",
+    operation_id="complete_subject",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectNotRandomized,
+    subjects.SubjectAlreadyEnded,
+    blinding.StudyLocked,
 )
 def complete(
     study: str,
@@ -361,6 +491,14 @@ def complete(
     "/studies/{study}/subjects/{subject_id}/screen-failure",
     response_model=SubjectRead,
     summary="Record that a registered subject failed screening, with a reason",
+    operation_id="record_screen_failure",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectAlreadyRandomized,
+    subjects.SubjectAlreadyEnded,
+    subjects.InvalidScreenFailureReason,
+    blinding.StudyLocked,
 )
 def screen_failure(
     study: str,
@@ -381,6 +519,15 @@ def screen_failure(
     "/studies/{study}/subjects/{subject_id}/stratum-correction",
     response_model=SubjectRead,
     summary="Correct a stratification level entered wrongly, with a reason",
+    operation_id="correct_subject_stratum",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectScreenFailed,
+    subjects.InvalidStratum,
+    subjects.StratumUnchanged,
+    subjects.InvalidCorrection,
+    blinding.StudyLocked,
 )
 def stratum_correction(
     study: str,

@@ -8,7 +8,6 @@ is simply not found.
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, Body, Depends, Path, Query
@@ -17,10 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
+from app.adapters.api.openapi import problems
 from app.adapters.api.routing import ThreadPoolRoute
+from app.adapters.api.schemas import (
+    KIT_EXAMPLE,
+    DispensationRead,
+    DispensedKitRead,
+    WeightKg,
+    examples,
+)
 from app.bootstrap import Container
+from app.domain import dispensing, kits, subjects
 from app.domain.access import Action, Principal
-from app.services import supply
+from app.domain.errors import Conflict, SiteNotFound
+from app.services import blinding, supply
 from app.services.ports import ExcursionRecord, KitRecord, ShipmentRecord
 
 router = APIRouter(prefix="/api/v1", tags=["supply"], route_class=ThreadPoolRoute)
@@ -36,24 +45,30 @@ TypedKitNumber = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class DispensationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"visit": "D4", "weight_kg": 71.5}]}
+    )
 
     visit: str = Field(min_length=1, max_length=32)
-    weight_kg: Decimal = Field(
-        allow_inf_nan=False,
+    weight_kg: WeightKg = Field(
         description="outside every weight band of the study: 422 weight_out_of_range",
     )
 
 
 class ReplacementCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"kit_number": "48210372", "reason": "damaged"}]},
+    )
 
     kit_number: TypedKitNumber = Field(description="the kit dispensed at the visit")
     reason: Literal["damaged", "lost"]
 
 
 class ReceiptCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"damaged_kit_numbers": ["59301129"]}]}
+    )
 
     damaged_kit_numbers: list[TypedKitNumber] = Field(default_factory=list, max_length=1000)
 
@@ -61,7 +76,19 @@ class ReceiptCreate(BaseModel):
 class ExcursionCreate(BaseModel):
     """Either `site_id` with `kit_numbers`, or `shipment_id` (all its kits)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "site_id": "FR01",
+                    "kit_numbers": ["48210372", "48210452"],
+                    "description": "fridge at 11 °C for 3 hours overnight",
+                },
+                {"shipment_id": "SH-FR01-002", "description": "logger shows 31 °C in transit"},
+            ]
+        },
+    )
 
     site_id: str | None = Field(default=None, min_length=1, max_length=32)
     kit_numbers: list[TypedKitNumber] | None = Field(default=None, min_length=1, max_length=1000)
@@ -78,7 +105,12 @@ class ExcursionCreate(BaseModel):
 
 
 class ExcursionResolutionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"decision": "release", "reason": "stability data cover 3 h at 11 °C"}]
+        },
+    )
 
     decision: Literal["release", "reject"]
     reason: str = Field(min_length=1, max_length=2000)
@@ -87,20 +119,41 @@ class ExcursionResolutionCreate(BaseModel):
 # --- responses -----------------------------------------------------------------------------
 
 
-class DispensedKitRead(BaseModel):
-    kit_number: str
-    lot: str
-    expiry: date
-
-
-class DispensationRead(BaseModel):
-    subject_id: str
-    visit: str
-    kits: list[DispensedKitRead]
-    dispensed_at: datetime
+SHIPMENT_EXAMPLE = {
+    "shipment_id": "SH-FR01-001",
+    "kind": "initial",
+    "status": "received",
+    "site_id": "FR01",
+    "depot_id": "FR_DEPOT",
+    "created_at": "2026-02-20T07:00:00Z",
+    "received_at": "2026-02-23T14:31:09Z",
+    "kit_count": 2,
+    "kit_numbers": ["48210372", "48210452"],
+}
+EXCURSION_EXAMPLE = {
+    "excursion_id": "EX-3F9A1C27B0",
+    "status": "open",
+    "site_id": "FR01",
+    "shipment_id": None,
+    "description": "fridge at 11 °C for 3 hours overnight",
+    "reported_at": "2026-03-10T06:45:00Z",
+    "resolved_at": None,
+    "kit_numbers": ["48210372", "48210452"],
+}
 
 
 class ReplacementRead(BaseModel):
+    model_config = examples(
+        {
+            "subject_id": "FR01-001",
+            "visit": "D4",
+            "replaced_kit_number": "48210372",
+            "reason": "damaged",
+            "kit": {**KIT_EXAMPLE, "kit_number": "59301129"},
+            "replaced_at": "2026-03-05T09:40:02Z",
+        }
+    )
+
     subject_id: str
     visit: str
     replaced_kit_number: str
@@ -110,6 +163,19 @@ class ReplacementRead(BaseModel):
 
 
 class KitRead(BaseModel):
+    """A kit's blinded record."""
+
+    model_config = examples(
+        {
+            **KIT_EXAMPLE,
+            "status": "dispensed",
+            "site_id": "FR01",
+            "depot_id": None,
+            "subject_id": "FR01-001",
+            "visit": "D4",
+        }
+    )
+
     kit_number: str
     status: str
     site_id: str | None
@@ -121,6 +187,10 @@ class KitRead(BaseModel):
 
 
 class InventoryRead(BaseModel):
+    model_config = examples(
+        {"site_id": "FR01", "counts": {"available": 14, "dispensed": 6, "quarantined": 2}}
+    )
+
     site_id: str
     counts: dict[str, int]
 
@@ -134,11 +204,28 @@ class ExpectedKitRead(BaseModel):
 
 
 class ExpectedBackList(BaseModel):
+    model_config = examples(
+        {
+            "site_id": "FR01",
+            "kits": [
+                {
+                    "kit_number": "48210372",
+                    "subject_id": "FR01-001",
+                    "visit": "D4",
+                    "dispensed_at": "2026-03-05T09:12:44Z",
+                    "discontinued_at": "2026-03-06T16:00:00Z",
+                }
+            ],
+        }
+    )
+
     site_id: str
     kits: list[ExpectedKitRead]
 
 
 class ShipmentRead(BaseModel):
+    model_config = examples(SHIPMENT_EXAMPLE)
+
     shipment_id: str
     kind: str
     status: str
@@ -151,10 +238,14 @@ class ShipmentRead(BaseModel):
 
 
 class ShipmentList(BaseModel):
+    model_config = examples({"shipments": [SHIPMENT_EXAMPLE]})
+
     shipments: list[ShipmentRead]
 
 
 class ExcursionRead(BaseModel):
+    model_config = examples(EXCURSION_EXAMPLE)
+
     excursion_id: str
     status: str  # open | released | rejected
     site_id: str | None
@@ -243,6 +334,19 @@ def _render(status: int, read: Any) -> Any:
     "/studies/{study}/subjects/{subject_id}/dispensations",
     status_code=201,
     response_model=DispensationRead,
+    operation_id="dispense_visit",
+    summary="Dispense a scheduled visit's kits for the subject's weight",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectNotRandomized,
+    subjects.SubjectNotOnTreatment,
+    dispensing.VisitNotAllowed,
+    dispensing.VisitAlreadyDispensed,
+    dispensing.VisitAlreadyRecorded,
+    dispensing.InsufficientSupply,
+    dispensing.WeightOutOfRange,
+    blinding.StudyLocked,
 )
 def dispense(
     study: str,
@@ -266,6 +370,20 @@ def dispense(
     "/studies/{study}/subjects/{subject_id}/dispensations/{visit}/replacements",
     status_code=201,
     response_model=ReplacementRead,
+    operation_id="replace_kit",
+    summary="Replace a dispensed kit that was damaged or lost",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectNotRandomized,
+    subjects.SubjectNotOnTreatment,
+    supply.VisitNotDispensed,
+    supply.KitNotDispensedAtVisit,
+    kits.InvalidKitNumber,
+    kits.InvalidKitTransition,
+    dispensing.InsufficientSupply,
+    supply.InvalidSupplyRequest,
+    blinding.StudyLocked,
 )
 def replace_kit(
     study: str,
@@ -289,7 +407,13 @@ def replace_kit(
 # --- kits and inventory --------------------------------------------------------------------
 
 
-@router.get("/studies/{study}/kits/{kit_number}", response_model=KitRead)
+@router.get(
+    "/studies/{study}/kits/{kit_number}",
+    response_model=KitRead,
+    operation_id="lookup_kit",
+    summary="A kit's blinded record, by its number",
+)
+@problems(kits.InvalidKitNumber, supply.KitNotFound)
 def get_kit(
     study: str,
     kit_number: Annotated[str, Path(max_length=40)],
@@ -302,7 +426,13 @@ def get_kit(
     )
 
 
-@router.get("/studies/{study}/sites/{site_id}/inventory", response_model=InventoryRead)
+@router.get(
+    "/studies/{study}/sites/{site_id}/inventory",
+    response_model=InventoryRead,
+    operation_id="get_site_inventory",
+    summary="A site's kits counted by status",
+)
+@problems(SiteNotFound)
 def get_inventory(
     study: str,
     site_id: Code,
@@ -318,7 +448,9 @@ def get_inventory(
     "/studies/{study}/sites/{site_id}/kits-expected-back",
     response_model=ExpectedBackList,
     summary="Kits the site's discontinued subjects are expected to bring back",
+    operation_id="list_kits_expected_back",
 )
+@problems(SiteNotFound)
 def get_kits_expected_back(
     study: str,
     site_id: Code,
@@ -346,7 +478,13 @@ def get_kits_expected_back(
 # --- shipments -----------------------------------------------------------------------------
 
 
-@router.get("/studies/{study}/shipments", response_model=ShipmentList)
+@router.get(
+    "/studies/{study}/shipments",
+    response_model=ShipmentList,
+    operation_id="list_shipments",
+    summary="Shipments to a site, or to every site the caller sees",
+)
+@problems(SiteNotFound)
 def list_shipments(
     study: str,
     principal: Annotated[Principal, Depends(require(Action.SHIPMENT_READ))],
@@ -358,7 +496,13 @@ def list_shipments(
     return ShipmentList(shipments=[_shipment_read(s) for s in found])
 
 
-@router.get("/studies/{study}/shipments/{shipment_id}", response_model=ShipmentRead)
+@router.get(
+    "/studies/{study}/shipments/{shipment_id}",
+    response_model=ShipmentRead,
+    operation_id="get_shipment",
+    summary="A shipment with its kit numbers",
+)
+@problems(supply.ShipmentNotFound)
 def get_shipment(
     study: str,
     shipment_id: Code,
@@ -370,7 +514,20 @@ def get_shipment(
     )
 
 
-@router.post("/studies/{study}/shipments/{shipment_id}/receipt", response_model=ShipmentRead)
+@router.post(
+    "/studies/{study}/shipments/{shipment_id}/receipt",
+    response_model=ShipmentRead,
+    operation_id="receive_shipment",
+    summary="Confirm a shipment's arrival, naming any damaged kits",
+)
+@problems(
+    supply.ShipmentNotFound,
+    supply.ShipmentAlreadyReceived,
+    supply.KitNotInShipment,
+    kits.InvalidKitNumber,
+    kits.InvalidKitTransition,
+    Conflict,
+)
 def receive_shipment(
     study: str,
     shipment_id: Code,
@@ -390,7 +547,23 @@ def receive_shipment(
 # --- temperature excursions ----------------------------------------------------------------
 
 
-@router.post("/studies/{study}/excursions", status_code=201, response_model=ExcursionRead)
+@router.post(
+    "/studies/{study}/excursions",
+    status_code=201,
+    response_model=ExcursionRead,
+    operation_id="report_excursion",
+    summary="Report a temperature excursion; its kits are quarantined",
+)
+@problems(
+    SiteNotFound,
+    supply.ShipmentNotFound,
+    supply.KitNotFound,
+    kits.InvalidKitNumber,
+    kits.InvalidKitTransition,
+    supply.NoKitToQuarantine,
+    supply.InvalidSupplyRequest,
+    Conflict,
+)
 def report_excursion(
     study: str,
     body: ExcursionCreate,
@@ -414,7 +587,18 @@ def report_excursion(
     return _excursion_read(result)
 
 
-@router.post("/studies/{study}/excursions/{excursion_id}/resolution", response_model=ExcursionRead)
+@router.post(
+    "/studies/{study}/excursions/{excursion_id}/resolution",
+    response_model=ExcursionRead,
+    operation_id="resolve_excursion",
+    summary="Release or reject an excursion's quarantined kits",
+)
+@problems(
+    supply.ExcursionNotFound,
+    supply.ExcursionAlreadyResolved,
+    kits.InvalidKitTransition,
+    supply.InvalidSupplyRequest,
+)
 def resolve_excursion(
     study: str,
     excursion_id: Code,

@@ -5,7 +5,6 @@ the site's local dates."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -14,11 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.adapters.api.auth import require
 from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
-from app.adapters.api.routers.supply import DispensationRead, dispensation_read
+from app.adapters.api.openapi import problems
+from app.adapters.api.routers.supply import dispensation_read
 from app.adapters.api.routing import ThreadPoolRoute
+from app.adapters.api.schemas import DispensationRead, WeightKg, examples
 from app.bootstrap import Container
+from app.domain import dispensing, subjects
 from app.domain.access import Action, Principal
-from app.domain.schedule import ScheduledVisit, VisitKind
+from app.domain.errors import SiteNotFound
+from app.domain.schedule import ScheduledVisit, UnscheduledNotAllowed, VisitKind
+from app.services import blinding
 from app.services import visits as visits_service
 from app.services.supply import Dispensation
 
@@ -36,22 +40,36 @@ Reason = Annotated[
 
 
 class VisitEventCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "subject in intensive care"}]}
+    )
 
     reason: Reason = Field(description="why the visit was missed or the dose held (required)")
 
 
 class UnscheduledCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "kit dropped at home", "weight_kg": 71.5}]},
+    )
 
     reason: Reason = Field(description="why kits are needed outside the schedule (required)")
-    weight_kg: Decimal = Field(
-        allow_inf_nan=False,
+    weight_kg: WeightKg = Field(
         description="outside every weight band of the study: 422 weight_out_of_range",
     )
 
 
 class VisitEventRead(BaseModel):
+    model_config = examples(
+        {
+            "subject_id": "FR01-001",
+            "visit": "D8",
+            "status": "missed",
+            "reason": "subject in intensive care",
+            "recorded_at": "2026-03-09T17:20:00Z",
+        }
+    )
+
     subject_id: str
     visit: str
     status: str  # missed | held
@@ -75,6 +93,28 @@ class DueRead(BaseModel):
 
 
 class SiteDueRead(BaseModel):
+    model_config = examples(
+        {
+            "site_id": "FR01",
+            "timezone": "Europe/Paris",
+            "on": "2026-03-05",
+            "subjects": [
+                {
+                    "subject_id": "FR01-001",
+                    "visit": {
+                        "visit": "D4",
+                        "day": 4,
+                        "opens_date": "2026-03-04",
+                        "closes_date": "2026-03-06",
+                        "status": "due",
+                    },
+                    "overdue": False,
+                    "overdue_visits": [],
+                }
+            ],
+        }
+    )
+
     site_id: str
     timezone: str
     on: date
@@ -116,6 +156,18 @@ subject_not_randomized; 404 subject_not_found. A later visit is then dispensable
 window."""
 
 
+_RECORD_PROBLEMS = (
+    subjects.SubjectNotFound,
+    subjects.SubjectNotRandomized,
+    subjects.SubjectNotOnTreatment,
+    dispensing.VisitNotAllowed,
+    dispensing.VisitAlreadyDispensed,
+    dispensing.VisitAlreadyRecorded,
+    visits_service.InvalidVisitReason,
+    blinding.StudyLocked,
+)
+
+
 def _record(
     kind: VisitKind,
     study: str,
@@ -139,7 +191,9 @@ def _record(
     response_model=VisitEventRead,
     summary="Record that the subject missed a visit, with a reason",
     description=_RECORD_DOC,
+    operation_id="record_missed_visit",
 )
+@problems(*_RECORD_PROBLEMS)
 def record_missed(
     study: str,
     subject_id: SubjectId,
@@ -158,7 +212,9 @@ def record_missed(
     response_model=VisitEventRead,
     summary="Record that the subject came but the visit's dose was held, with a reason",
     description=_RECORD_DOC,
+    operation_id="record_held_dose",
 )
+@problems(*_RECORD_PROBLEMS)
 def record_held(
     study: str,
     subject_id: SubjectId,
@@ -184,6 +240,17 @@ def record_held(
         "of every arm; the supply manager is told), subject_not_on_treatment, "
         "subject_not_randomized; 422 weight_out_of_range."
     ),
+    operation_id="dispense_unscheduled",
+)
+@problems(
+    subjects.SubjectNotFound,
+    subjects.SubjectNotRandomized,
+    subjects.SubjectNotOnTreatment,
+    UnscheduledNotAllowed,
+    dispensing.InsufficientSupply,
+    dispensing.WeightOutOfRange,
+    visits_service.InvalidVisitReason,
+    blinding.StudyLocked,
 )
 def dispense_unscheduled(
     study: str,
@@ -210,7 +277,9 @@ def dispense_unscheduled(
         "site-local dates, `overdue_visits` the earlier ones whose window closed with nothing "
         "recorded. 404 site_not_found for a site outside the caller's."
     ),
+    operation_id="get_site_due_visits",
 )
+@problems(SiteNotFound)
 def site_due(
     study: str,
     site_id: SiteCode,
