@@ -160,6 +160,7 @@ def test_a_trials_life_at_the_site(
         )
         assert registered.status_code == 201, registered.text
 
+    waited: list[str] = []  # visits refused for supply one day, served the next
     last_visit_day = max(v.day + v.window_after for s in studies.values() for v in s.visits)
     for day in range(max(p.arrival_day for p in PLANS) + last_visit_day + 2):
         clock.day = day
@@ -250,7 +251,10 @@ def test_a_trials_life_at_the_site(
             api = f"/api/v1/studies/{subject.study}/subjects/{subject.subject_id}"
             pharmacy = pharmacists[(subject.study, subject.site)]
             for index, visit in enumerate(study.visits):
-                if index == 0 or subject.randomized_day + visit.day != day:
+                due_on = subject.randomized_day + visit.day
+                if index == 0 or index in subject.done:
+                    continue
+                if not due_on <= day <= due_on + visit.window_after:
                     continue
                 if index in subject.plan.missed or index in subject.plan.held:
                     kind = "missed" if index in subject.plan.missed else "held"
@@ -269,6 +273,11 @@ def test_a_trials_life_at_the_site(
                         pharmacy,
                         {"visit": visit.code, "weight_kg": "70"},
                     )
+                    short = given.status_code == 409 and "insufficient_supply" in given.text
+                    if short and day < due_on + visit.window_after:
+                        # As a site would: the emergency shipment comes tomorrow, in the window.
+                        waited.append(f"{subject.subject_id} {visit.code} day {day}")
+                        break
                     assert given.status_code == 201, (subject.subject_id, visit.code, given.text)
                     subject.done[index] = "dispensed"
                 ends = subject.plan.ends_after
