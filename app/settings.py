@@ -32,8 +32,17 @@ class Settings(BaseSettings):
     # How often a server worker marks expired kits and resupplies (0: never; run
     # `iwrs kits expire` from a scheduler instead).
     housekeeping_seconds: float = Field(default=3600, ge=0)
+    # How long the answer to a POST with an Idempotency-Key is kept for its retries (24 h):
+    # after it the key is free again, and housekeeping deletes the record.
+    idempotency_retention_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
     # Multiplies the growing delay before answering a failed token request (0 in tests).
     auth_failure_delay_scale: float = Field(default=1.0, ge=0, le=10)
+    # Request size limits (app.adapters.api.middleware.LimitsMiddleware): a JSON or form body,
+    # a randomization list upload, and the request's headers (names and values, and count).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=10)
     # Only `iwrs simulate` sets this: a clock it can move forward (see app.adapters.clock).
     simulation_clock_file: Path | None = None
     # Key material for containers, instead of files under keys_dir (checked when loaded, by

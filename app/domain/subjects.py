@@ -16,6 +16,19 @@ randomization the registration's level is replaced (randomization uses it); afte
 keeps the levels used to randomize (the allocation never changes: analysed as randomized,
 ICH E9) and `strata_corrected` holds every level as corrected. None of these rules looks at
 the arm.
+
+Subject ids are unique in a study, and a registration must not tell a caller about subjects
+at sites it may not see. A caller registering an id that is taken gets
+`subject_already_registered` only when it may see the subject that holds it (its sites
+include that subject's site: an EDC client of the study, an investigator of that site).
+Otherwise it gets `subject_id_unavailable`, with the same status and the same detail as for
+an id *reserved* to a site outside its scope: an id that begins with the code of such a site
+of the study followed by `-`, `_` or `.` (`FR02-014` for an FR01 investigator), taken or
+not. So, for ids numbered by site, every id of another site gets the same refusal whether
+it exists or not. An id carrying no other site's code can only be refused because a subject
+holds it somewhere the caller cannot see: a study numbering subjects without site codes
+still tells a site that an id is in use (never where, nor anything of it), and each probe
+by a fresh id registers a real, audited subject at the caller's site.
 """
 
 from __future__ import annotations
@@ -47,6 +60,13 @@ class SubjectAlreadyRegistered(Conflict):
     """A subject with this id is registered in the study already."""
 
     code = "subject_already_registered"
+
+
+class SubjectIdUnavailable(Conflict):
+    """This subject id cannot be registered by this caller (taken where the caller cannot see,
+    or reserved to another site); choose another id."""
+
+    code = "subject_id_unavailable"
 
 
 class SubjectAlreadyRandomized(Conflict):
@@ -184,6 +204,20 @@ class Subject:
     rescreen_of: int | None = None  # the pk of the earlier registration this one re-screens
     strata_corrected: Mapping[str, str] | None = None  # `strata` stays as randomized
     eligibility: Mapping[str, bool] | None = None
+
+
+_ID_SEPARATORS = "-_."
+
+
+def reserved_site(study: Study, subject_id: str) -> str | None:
+    """The site an id is reserved to by its prefix (the site's code, then `-`, `_` or `.`,
+    in any case), or None."""
+    upper = subject_id.upper()
+    for site in study.sites:
+        code = site.code.upper()
+        if len(upper) > len(code) and upper.startswith(code) and upper[len(code)] in _ID_SEPARATORS:
+            return site.code
+    return None
 
 
 def check_strata(study: Study, strata: Mapping[str, str]) -> dict[str, str]:

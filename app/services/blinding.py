@@ -8,7 +8,10 @@ one randomized subject's arm. In one transaction the subject is flagged unblinde
 unblinding record, an audit event and a notification to the sponsor are written, none of
 them holding the arm: the arm goes to the caller only. Every refused attempt is audited
 too (`unblinding.refused`, with the refusal code), in a unit of work of its own that is
-committed although the refused one rolls back.
+committed although the refused one rolls back. A reason the database cannot store (a lone
+surrogate, a NUL: app.domain.text) is such a refusal, recorded with those characters
+replaced. The replay of an idempotent unblinding is answered only after the same checks (the
+policy, the token's freshness, the scope), and refused and audited as a new request would be.
 
 Secrets sealed before envelopes were padded (IWRS1, whose length is the value's) are sealed
 again, padded (IWRS2), by `reseal_legacy`: in one transaction, one audit event per study
@@ -31,6 +34,7 @@ from app.domain.randomization import stratum_key
 from app.domain.roles import Role
 from app.domain.study import Study
 from app.domain.subjects import NoActiveList, Subject, SubjectNotFound, SubjectNotRandomized
+from app.domain.text import storable, text_problem
 from app.services.ports import ResealedStudy, RewrappedKey, UnitOfWork
 
 MAX_REASON = 2000
@@ -83,6 +87,9 @@ def _reason(reason: str | None) -> str:
     text = (reason or "").strip()
     if not text or len(text) > MAX_REASON:
         raise ReasonInvalid(f"a reason of 1 to {MAX_REASON} characters is required")
+    problem = text_problem(text)
+    if problem is not None:
+        raise ReasonInvalid(f"the reason: {problem}")
     return text
 
 
@@ -139,7 +146,7 @@ def record_refusal(
     the study exists, else in the system chain)."""
     with uow:
         chain = slug if uow.studies.exists(slug) else None
-        text = (reason or "").strip()[:MAX_REASON] or None
+        text = storable((reason or "").strip())[:MAX_REASON] or None
         uow.record(
             AuditEvent(
                 action=action,
@@ -248,16 +255,35 @@ def _unblind(
 
 
 def reveal_again(
-    uow: UnitOfWork, principal: Principal, slug: str, subject_id: str
+    uow: UnitOfWork,
+    refusals: UnitOfWork,
+    principal: Principal,
+    slug: str,
+    subject_id: str,
+    reason: str | None,
+    now: datetime | None = None,
 ) -> tuple[str, str]:
     """The (arm, label) of a subject this caller unblinded before, for the replay of the same
-    idempotent request (whose stored answer holds no arm); audited, scope checked again."""
+    idempotent request (whose stored answer holds no arm). A replay is answered only to a
+    caller a new request would be answered to: the policy, the token's freshness and the
+    scope are checked again, and a refusal is audited as a new request's would be."""
+    try:
+        return _reveal_again(uow, principal, slug, subject_id, now or datetime.now(UTC))
+    except DomainError as exc:
+        record_refusal(refusals, principal, slug, subject_id, reason, exc.code)
+        raise
+
+
+def _reveal_again(
+    uow: UnitOfWork, principal: Principal, slug: str, subject_id: str, now: datetime
+) -> tuple[str, str]:
     with uow:
         study = _visible_study(uow, principal, slug)
         if not principal.may(Action.UNBLIND) or principal.role not in study.unblinding.roles:
             raise BlindingForbidden(
                 f"the unblinding policy of study {slug!r} does not allow this role"
             )
+        _check_fresh(principal, study, now)
         subject = uow.subjects.get(slug, subject_id, sites=principal.sites_in(slug))
         arm = None if subject is None else uow.lists.arm_of(subject)
         if subject is None or arm is None or not subject.unblinded:

@@ -73,6 +73,15 @@ class ThrottleRepository(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def purge(self, now: datetime, counted_since: datetime) -> int:
+        """Delete the records that hold nothing any more (a lock that has ended, or failures
+        all before `counted_since`, with no lock); how many."""
+
+
+class IdempotencyRecords(Protocol):
+    def purge(self, created_before: datetime) -> int:
+        """Delete the stored answers of requests made before that instant; how many."""
+
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
@@ -640,6 +649,9 @@ class UnitOfWork(Protocol):
 
     @property
     def enrolment(self) -> EnrolmentRepository: ...
+
+    @property
+    def idempotency_records(self) -> IdempotencyRecords: ...
 
     def __enter__(self) -> Self: ...
 

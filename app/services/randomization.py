@@ -6,6 +6,10 @@ site can serve the first visit whatever the arm; the stratum's cursor row is loc
 (`FOR UPDATE`) and its next slot taken, in list order, so no slot is skipped or used twice;
 the allocation (arm sealed), the subject's new state, the first visit's kits and the audit
 event are written; the idempotent response is stored with them.
+
+A registration refuses a taken id with `subject_already_registered` only to a caller who may
+see the subject holding it; anyone else gets `subject_id_unavailable`, the same refusal as
+for an id reserved to a site outside the caller's scope (the rule: app.domain.subjects).
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ from app.domain.subjects import (
     StratumExhausted,
     Subject,
     SubjectAlreadyRegistered,
+    SubjectIdUnavailable,
     SubjectNotFound,
     check_eligibility,
     check_randomizable,
     check_strata,
+    reserved_site,
 )
 from app.services import enrolment, supply
 from app.services.blinding import ensure_not_locked
@@ -206,6 +212,21 @@ def plan_minimization(study: Study, mode: str, seed: bytes) -> list[StratumPlan]
     return [StratumPlan("*", None, {}, slots)]
 
 
+def _check_id_available(
+    uow: UnitOfWork, principal: Principal, study: Study, slug: str, subject_id: str
+) -> None:
+    """Refuse a taken id without telling a caller about a subject it may not see
+    (app.domain.subjects): one lookup on every path, one refusal, one detail."""
+    existing = uow.subjects.get(slug, subject_id)
+    if existing is not None and principal.sees_site(slug, existing.site):
+        raise SubjectAlreadyRegistered(f"subject {subject_id!r} is registered already")
+    reserved = reserved_site(study, subject_id)
+    if existing is not None or (reserved is not None and not principal.sees_site(slug, reserved)):
+        raise SubjectIdUnavailable(
+            f"subject id {subject_id!r} cannot be registered here; choose another id"
+        )
+
+
 def register_subject(
     uow: UnitOfWork,
     principal: Principal,
@@ -229,8 +250,7 @@ def register_subject(
         if not site_def.active:
             raise SiteNotActive(f"site {site!r} is not active in study {slug!r}")
         levels = check_strata(study, strata)
-        if uow.subjects.get(slug, subject_id) is not None:
-            raise SubjectAlreadyRegistered(f"subject {subject_id!r} is registered already")
+        _check_id_available(uow, principal, study, slug, subject_id)
         mode = uow.studies.mode(slug)
         earlier = None if rescreen_of is None else rescreen_target(uow, study, site, rescreen_of)
         if earlier is not None and earlier.mode != mode:

@@ -4,6 +4,11 @@ factors again, resolve and end sessions (rules in app.domain.users).
 Every change is audited in the same transaction: in each granted study's chain (the system
 chain for administrators and for e-mail addresses nobody has), so a study's auditor sees
 who entered it. No event, log line or error carries a password, a code or a TOTP secret.
+
+A session's token is renewed at each privilege change: the second factor (at login and at
+the end of enrolment) ends the pending session and issues a new token; setting a password
+(enrolment) ends every earlier session of the user. A token seen or planted before the
+change is worth nothing after it.
 """
 
 from __future__ import annotations
@@ -123,6 +128,16 @@ def _new_session(user: WebUser, state: SessionState, now: datetime) -> NewSessio
         authenticated_at=now if state is SessionState.ACTIVE else None,
     )
     return NewSession(token, session)
+
+
+def _renewed(uow: UserUnitOfWork, old: WebSession, user: WebUser, now: datetime) -> NewSession:
+    """The session after a privilege change: a new token, active, proved `now`; the old token
+    ends, so a token that was known (or planted) before the change is worth nothing after it
+    (session fixation)."""
+    uow.web_sessions.save(replace(old, ended_at=now))
+    new = _new_session(user, SessionState.ACTIVE, now)
+    uow.web_sessions.add(new.session)
+    return new
 
 
 def _enrolment_code() -> str:
@@ -405,6 +420,8 @@ def begin_enrolment(
         user = replace(user, password_hash=hasher.hash(password), totp_enrolled=False)
         uow.users.save(user)
         uow.users.set_totp_secret(user.user_id, secret)
+        # A new password: any session of an interrupted enrolment ends with the old one.
+        uow.web_sessions.end_all(user.user_id, now)
         new = _new_session(user, SessionState.ENROLLING, now)
         uow.web_sessions.add(new.session)
         _record_all(uow, _user_events(user, "user.enrolment_started"))
@@ -435,8 +452,9 @@ def _session_user(
 
 def complete_enrolment(
     uow: UserUnitOfWork, factor: SecondFactor, hashed: str, code: str, now: datetime
-) -> WebSession:
-    """Confirm the new second factor with a code from it: the user is enrolled and logged in."""
+) -> NewSession:
+    """Confirm the new second factor with a code from it: the user is enrolled and logged in,
+    under a new session token (the enrolling one ends)."""
     with uow:
         session, user = _session_user(uow, hashed, now, [SessionState.ENROLLING])
         key = throttle_key(user.email)
@@ -455,14 +473,11 @@ def complete_enrolment(
             last_login_at=now,
         )
         uow.users.save(user)
-        session = replace(
-            session, state=SessionState.ACTIVE, authenticated_at=now, last_seen_at=now
-        )
-        uow.web_sessions.save(session)
+        new = _renewed(uow, session, user, now)
         _record_all(uow, _user_events(user, "user.enrolled"))
         _record_all(uow, _user_events(user, "auth.login", {"factors": ["password", "totp"]}))
         uow.commit()
-    return session
+    return new
 
 
 def login_password(
@@ -491,8 +506,9 @@ def login_password(
 
 def login_second_factor(
     uow: UserUnitOfWork, factor: SecondFactor, hashed: str, code: str, now: datetime
-) -> WebSession:
-    """Second factor: the session becomes active; the throttle's count is cleared."""
+) -> NewSession:
+    """Second factor: a new, active session replaces the pending one (whose token ends); the
+    throttle's count is cleared."""
     with uow:
         session, user = _session_user(uow, hashed, now, [SessionState.SECOND_FACTOR])
         key = throttle_key(user.email)
@@ -503,13 +519,10 @@ def login_second_factor(
         _succeed(uow, key, state)
         _act_as(uow, user)
         uow.users.save(replace(user, totp_last_step=step, last_login_at=now))
-        session = replace(
-            session, state=SessionState.ACTIVE, authenticated_at=now, last_seen_at=now
-        )
-        uow.web_sessions.save(session)
+        new = _renewed(uow, session, user, now)
         _record_all(uow, _user_events(user, "auth.login", {"factors": ["password", "totp"]}))
         uow.commit()
-    return session
+    return new
 
 
 def confirm_factors(

@@ -4,6 +4,7 @@ expire` every day): a worker's housekeeping task expires them and resupplies the
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ from sqlalchemy.engine import Engine
 
 from app.adapters.api.app import create_app
 from app.adapters.db import migrate
-from app.adapters.db.models import AuditEventRow, KitRow
+from app.adapters.db.models import AuditEventRow, AuthThrottleRow, IdempotencyRow, KitRow
 from app.adapters.studyfiles.codec import read_study_file
 from app.bootstrap import Container, bootstrap
+from app.domain.audit import SYSTEM_CHAIN
 from app.domain.kits import KitStatus
 from app.services import supply
+from app.services.housekeeping import housekeeping
 from app.services.studies import load_study
 from app.settings import Settings
 from tests.conftest import FAST_HASHER, STUDIES_DIR, TEST_ACTOR, FreshDatabases
@@ -101,3 +104,56 @@ def test_housekeeping_off_leaves_them(aged: tuple[str, Path], keys_dir: Path) ->
         assert _expired(container.engine) == (0, 0)
     finally:
         container.dispose()
+
+
+class TestPurge:
+    """Records kept only for a while (issue 19): idempotency records past their retention
+    and throttle records that count no failure any more are deleted, audited by counts."""
+
+    def test_expired_records_are_purged_and_counted(self, container: Container) -> None:
+        now = datetime.now(UTC)
+        hour = timedelta(hours=1)
+        with container.session_factory() as session:
+            for key, age in (("old", 25 * hour), ("fresh", hour)):
+                session.add(
+                    IdempotencyRow(
+                        principal="edc-1",
+                        key=key,
+                        fingerprint="f",
+                        status_code=201,
+                        response_body="{}",
+                        created_at=now - age,
+                    )
+                )
+            for key, first, locked in (
+                ("lock-ended", now - hour, now - timedelta(minutes=1)),
+                ("window-over", now - hour, None),
+                ("locked", now - timedelta(minutes=5), now + timedelta(minutes=10)),
+                ("counting", now - timedelta(minutes=5), None),
+            ):
+                session.add(
+                    AuthThrottleRow(
+                        key=key, failures=2, first_failure_at=first, locked_until=locked
+                    )
+                )
+            session.commit()
+        actor = container.system_actor("housekeeping")
+        done = housekeeping(lambda: container.uow(actor), timedelta(hours=24))
+        assert done.purged == {"idempotency_records": 1, "throttle_records": 2}
+        with container.session_factory() as session:
+            assert session.scalars(select(IdempotencyRow.key)).all() == ["fresh"]
+            assert sorted(session.scalars(select(AuthThrottleRow.key))) == ["counting", "locked"]
+            [event] = session.scalars(
+                select(AuditEventRow).where(AuditEventRow.action == "records.purged")
+            ).all()
+        assert event.chain == SYSTEM_CHAIN
+        assert event.actor_id == "system:housekeeping"
+        assert event.after["idempotency_records"] == 1
+        assert event.after["throttle_records"] == 2
+        again = housekeeping(lambda: container.uow(actor), timedelta(hours=24))
+        assert again.purged == {"idempotency_records": 0, "throttle_records": 0}
+        with container.session_factory() as session:
+            purges = session.scalars(
+                select(AuditEventRow).where(AuditEventRow.action == "records.purged")
+            ).all()
+        assert len(purges) == 1

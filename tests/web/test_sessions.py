@@ -15,7 +15,7 @@ from app.domain.clients import MAX_FAILURES
 from app.domain.roles import Role
 from app.services import users as user_service
 from tests.conftest import TEST_ACTOR
-from tests.web.conftest import FakeClock, Person, csrf, login
+from tests.web.conftest import FakeClock, Person, csrf, login, user_service_factor
 
 STUDY = "iris-7a"
 
@@ -330,3 +330,126 @@ class TestConfirmFactors:
             assert refused.status_code == 401
         assert "auth.user_locked" in actions(loaded)
         assert web.get("/ui/", follow_redirects=False).status_code == 303
+
+
+def _pages_open_with(client: TestClient, token: str) -> bool:
+    """Whether the home page opens for a browser holding only this session cookie."""
+    client.cookies.clear()
+    client.cookies.set("iwrs_session", token)
+    return client.get("/ui/", follow_redirects=False).status_code == 200
+
+
+class TestSessionRenewal:
+    """A privilege change issues a new session token and ends the old one (no fixation)."""
+
+    def test_the_second_factor_issues_a_new_token_and_ends_the_pending_one(
+        self,
+        web: TestClient,
+        person: Callable[..., Person],
+        clock: FakeClock,
+        loaded: Container,
+    ) -> None:
+        investigator = person(Role.INVESTIGATOR)
+        assert post_login(web, investigator.email, investigator.password) == 303
+        pending = web.cookies.get("iwrs_session")
+        assert pending
+        page = web.get("/ui/login/code")
+        response = web.post(
+            "/ui/login/code",
+            data={"csrf_token": csrf(page.text), "code": investigator.code(clock)},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303
+        assert "iwrs_session=" in response.headers["set-cookie"]
+        active = web.cookies.get("iwrs_session")
+        assert active
+        assert active != pending
+        # Whoever held (or planted) the pending token gets nothing from the second factor.
+        assert not _pages_open_with(web, pending)
+        assert web.get("/ui/login/code", follow_redirects=False).status_code == 303
+        assert _pages_open_with(web, active)
+        with loaded.uow(TEST_ACTOR) as uow:
+            ended = uow.web_sessions.get(user_service.token_hash(pending))
+        assert ended is not None
+        assert ended.ended_at is not None
+        assert actions(loaded).count("auth.login") >= 1
+
+    def test_completing_enrolment_issues_a_new_token_and_ends_the_enrolling_one(
+        self, web: TestClient, loaded: Container, clock: FakeClock
+    ) -> None:
+        issued = user_service.create_user(
+            loaded.uow(TEST_ACTOR),
+            loaded.hasher,
+            email="renouvelee@chu.example.fr",
+            role=Role.INVESTIGATOR,
+            studies=[STUDY],
+            sites=["FR01"],
+            now=clock(),
+        )
+        page = web.get("/ui/enrol")
+        strong = "une phrase assez longue"
+        response = web.post(
+            "/ui/enrol",
+            data={
+                "csrf_token": csrf(page.text),
+                "email": "renouvelee@chu.example.fr",
+                "enrolment_code": issued.code,
+                "password": strong,
+                "password_again": strong,
+            },
+        )
+        assert response.status_code == 200
+        enrolling = web.cookies.get("iwrs_session")
+        assert enrolling
+        secret = response.text.split('id="totp-secret">')[1].split("<")[0].replace(" ", "")
+        clock.advance(seconds=30)
+        done = web.post(
+            "/ui/enrol/totp",
+            data={"csrf_token": csrf(response.text), "code": pyotp.TOTP(secret).at(clock())},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        active = web.cookies.get("iwrs_session")
+        assert active
+        assert active != enrolling
+        assert not _pages_open_with(web, enrolling)
+        assert web.get("/ui/enrol/totp", follow_redirects=False).status_code == 303
+        assert _pages_open_with(web, active)
+
+    def test_setting_a_password_ends_an_interrupted_enrolment(
+        self, web: TestClient, loaded: Container, clock: FakeClock
+    ) -> None:
+        issued = user_service.create_user(
+            loaded.uow(TEST_ACTOR),
+            loaded.hasher,
+            email="deux.fois@chu.example.fr",
+            role=Role.AUDITOR,
+            studies=[STUDY],
+            sites=[],
+            now=clock(),
+        )
+        factor = user_service_factor()
+        first = user_service.begin_enrolment(
+            loaded.uow(TEST_ACTOR),
+            loaded.hasher,
+            factor,
+            email="deux.fois@chu.example.fr",
+            code=issued.code,
+            password="une phrase assez longue",
+            now=clock(),
+        )
+        user_service.begin_enrolment(
+            loaded.uow(TEST_ACTOR),
+            loaded.hasher,
+            factor,
+            email="deux.fois@chu.example.fr",
+            code=issued.code,
+            password="une autre phrase assez longue",
+            now=clock(),
+        )
+        with loaded.uow(TEST_ACTOR) as uow:
+            earlier = uow.web_sessions.get(first.session.session.token_hash)
+        assert earlier is not None
+        assert earlier.ended_at is not None
+        web.cookies.set("iwrs_session", first.session.token)
+        assert web.get("/ui/enrol/totp", follow_redirects=False).status_code == 303

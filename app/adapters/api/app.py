@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from app.adapters import web
 from app.adapters.api.auth import CALLERS_CACHE_SIZE, Forbidden, Unauthorized
 from app.adapters.api.deprecation import install_deprecations
 from app.adapters.api.idempotency import install_replay_handler
-from app.adapters.api.middleware import RequestIdMiddleware
+from app.adapters.api.middleware import Limits, LimitsMiddleware, RequestIdMiddleware
 from app.adapters.api.openapi import CONTRACT_VERSION, TAGS, install_openapi
 from app.adapters.api.problems import STATUS_BY_ERROR, install_problem_handlers, log, problem
 from app.adapters.api.routers import (
@@ -63,10 +64,13 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         """Mark expired kits and run the day's resupply review, every `every` seconds, for as
         long as we serve (the review itself runs once a UTC date, app.services.resupply)."""
         actor = container.system_actor("housekeeping")
+        retention = timedelta(seconds=container.settings.idempotency_retention_seconds)
         while True:
             await asyncio.sleep(every)
             try:
-                done = await to_thread.run_sync(run_housekeeping, lambda: container.uow(actor))
+                done = await to_thread.run_sync(
+                    run_housekeeping, lambda: container.uow(actor), retention
+                )
             except Exception:
                 log.exception("housekeeping failed; retried at the next run")
                 continue
@@ -77,6 +81,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
                 )
             for slug, shipments in done.shipped.items():
                 log.info("resupply shipped", extra={"study": slug, "shipments": len(shipments)})
+            if any(done.purged.values()):
+                log.info("expired records purged", extra=done.purged)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -152,5 +158,6 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     web.install(app)
     install_openapi(app)
     install_deprecations(app)  # after install_openapi: it wraps the document's builder
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(LimitsMiddleware, limits=Limits.from_settings(container.settings))
+    app.add_middleware(RequestIdMiddleware)  # outermost: the refusals carry the request id
     return app

@@ -101,6 +101,8 @@ OTHER_PROBLEMS: dict[str, tuple[int, str]] = {
     "database_read_only": (503, "the database is read-only; retry later"),
     "storage_full": (503, "the database is out of space; retry later"),
     "key_unavailable": (503, "the blinding key is unavailable; see /ready"),
+    "request_too_large": (413, "the body is larger than the operation accepts"),
+    "request_headers_too_large": (431, "the request's headers are too many or too large"),
 }
 
 Answer = type[Exception] | str
@@ -123,6 +125,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "array",
             "description": "validation_error: where and why (never the values sent)",
             "items": {"$ref": "#/components/schemas/ValidationIssue"},
+        },
+        "errors_omitted": {
+            "type": "integer",
+            "description": "validation_error: how many issues are not listed (at most 20 are)",
         },
     },
     "additionalProperties": True,
@@ -230,7 +236,7 @@ def route_problems(path: str, route: APIRoute, operation: dict[str, Any]) -> lis
     if "{study}" in path:
         answers.append(StudyNotFound)
     if route.body_field is not None or hasattr(route.endpoint, "iwrs_json_body"):
-        answers.append("bad_request")
+        answers += ["bad_request", "request_too_large"]
     if "422" in operation.get("responses", {}):  # FastAPI validates parameters or a body
         answers += ["validation_error", "invalid_value"]
     if _uses(route.dependant, idempotency_request):

@@ -6,8 +6,9 @@ A 4xx never carries an arm or a kit type; a 5xx carries only the request id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -70,12 +71,46 @@ _STATUS_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    413: "request_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    431: "request_headers_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+# An error body echoes a bounded part of the request: at most this many issues, each text
+# cut to an excerpt, and the count of those left out (a huge body must not make a huge answer).
+MAX_ISSUES = 20
+MAX_EXCERPT = 100
+MAX_LOC_PARTS = 8
+T = TypeVar("T")
+
+
+def excerpt(value: object, limit: int = MAX_EXCERPT) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _bounded(name: str, issues: Sequence[T], render: Callable[[T], Any]) -> dict[str, Any]:
+    """`name`: the first MAX_ISSUES issues rendered; `name_omitted`: how many more there are."""
+    found: dict[str, Any] = {name: [render(i) for i in issues[:MAX_ISSUES]]}
+    if len(issues) > MAX_ISSUES:
+        found[f"{name}_omitted"] = len(issues) - MAX_ISSUES
+    return found
+
+
+def _validation_issue(error: Mapping[str, Any]) -> dict[str, Any]:
+    loc = [excerpt(p) for p in error.get("loc", ())]
+    if len(loc) > MAX_LOC_PARTS:
+        loc = [*loc[:MAX_LOC_PARTS], "\u2026"]
+    return {
+        "loc": loc,
+        "msg": excerpt(error.get("msg", ""), 2 * MAX_EXCERPT),
+        "type": error.get("type"),
+    }
 
 
 def problem(
@@ -115,7 +150,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         problems = getattr(exc, "problems", None)
         if isinstance(problems, list):
-            extra["problems"] = problems
+            extra |= _bounded("problems", problems, lambda p: excerpt(p, 2 * MAX_EXCERPT))
         if isinstance(exc, clients.Throttled):
             headers["Retry-After"] = str(exc.retry_after)
             headers.update(ratelimit.locked(exc.retry_after))
@@ -125,16 +160,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Echo where and why, never the submitted values (they may hold secrets).
-        problems = [
-            {
-                "loc": [str(p) for p in e.get("loc", ())],
-                "msg": e.get("msg", ""),
-                "type": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
-        return problem(422, "validation_error", "the request is not valid", errors=problems)
+        # Echo where and why, never the submitted values (they may hold secrets), and only a
+        # bounded excerpt of the where (an unknown key is the client's text).
+        errors = exc.errors()
+        found = _bounded("errors", errors, _validation_issue)
+        detail = "the request is not valid"
+        if len(errors) > MAX_ISSUES:
+            detail += f" ({len(errors)} issues; the first {MAX_ISSUES} are listed)"
+        return problem(422, "validation_error", detail, **found)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,7 +7,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from app.domain.text import text_problem
 
 # A body weight: a JSON number (a numeric string is accepted too, as it always was), kept
 # exact as a Decimal for the weight bands; published as a number, so clients send one.
@@ -16,6 +18,18 @@ WeightKg = Annotated[
     Field(allow_inf_nan=False),
     WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1000}),
 ]
+
+
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# Every text field of a request body: a JSON string that the database can store (see
+# app.domain.text), so a lone surrogate or a NUL is a 422, never a 500.
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 def examples(*values: dict[str, Any]) -> ConfigDict:

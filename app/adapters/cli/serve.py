@@ -36,6 +36,9 @@ def preflight() -> None:
             )
 
 
+REQUEST_LINE_BYTES = 8 * 1024
+
+
 def run_server(host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -52,6 +55,9 @@ def run_server(host: str, port: int, workers: int) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        # The h11 parser's cap on a request's head: the headers' limit and a request line
+        # (the app refuses past the limit itself, with 431, whichever parser runs).
+        h11_max_incomplete_event_size=settings.max_header_bytes + REQUEST_LINE_BYTES,
     )
 
 

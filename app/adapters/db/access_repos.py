@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnElement, bindparam, delete, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -226,6 +226,20 @@ class SqlThrottleRepository:
 
     def delete(self, key: str) -> None:
         self._session.execute(delete(AuthThrottleRow).where(AuthThrottleRow.key == key))
+
+    def purge(self, now: datetime, counted_since: datetime) -> int:
+        result = self._session.execute(
+            delete(AuthThrottleRow).where(
+                or_(
+                    AuthThrottleRow.locked_until <= now,
+                    and_(
+                        AuthThrottleRow.locked_until.is_(None),
+                        AuthThrottleRow.first_failure_at < counted_since,
+                    ),
+                )
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 class SqlAuditReader:

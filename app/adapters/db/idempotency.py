@@ -4,6 +4,12 @@ transaction as its effect, so a retry (even one racing the first) gets it back u
 The unit of work inserts the key's row when it starts: a concurrent request with the same
 key waits on that row's unique index until the first commits, then finds the stored
 response and replays it. The same key with another body is refused.
+
+A record is kept for a retention (`IWRS_IDEMPOTENCY_RETENTION_SECONDS`, 24 h by default):
+past it, the key is free again and its request is a new one (the stale record is deleted in
+that request's transaction), and housekeeping deletes the records nobody retried. Before a
+replay, `recheck` asks again whether the caller may have the answer (the route's
+authorization dependency has run already).
 """
 
 from __future__ import annotations
@@ -11,10 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +28,7 @@ from app.adapters.db.models import IdempotencyRow
 from app.domain.errors import DomainError
 
 Render = Callable[[Any], tuple[int, Any]]
+DEFAULT_RETENTION = timedelta(hours=24)
 
 
 class IdempotencyKeyReused(DomainError):
@@ -45,6 +52,8 @@ class IdempotencyGuard:
     key: str
     fingerprint: str
     render: Render
+    retention: timedelta = DEFAULT_RETENTION
+    recheck: Callable[[], None] | None = None  # raises when the caller may not be answered
     _row: IdempotencyRow | None = None
 
     def _existing(self, session: Session) -> IdempotencyRow | None:
@@ -60,10 +69,17 @@ class IdempotencyGuard:
                 "this Idempotency-Key was used with another request; use a new key"
             )
         if row.status_code is not None and row.response_body is not None:
+            if self.recheck is not None:
+                self.recheck()
             raise IdempotentReplay(row.status_code, row.response_body)
 
-    def begin(self, session: Session) -> None:
+    def begin(self, session: Session, now: datetime) -> None:
         row = self._existing(session)
+        if row is not None and row.created_at < now - self.retention:
+            # Past its retention: forgotten, so this request is a new one. (A request racing
+            # this one waits on the row, then finds the new record and replays it.)
+            session.execute(delete(IdempotencyRow).where(IdempotencyRow.id == row.id))
+            row = None
         if row is not None:
             self._replay_or_refuse(row)
         try:
@@ -72,7 +88,7 @@ class IdempotencyGuard:
                     principal=self.principal,
                     key=self.key,
                     fingerprint=self.fingerprint,
-                    created_at=datetime.now(UTC),
+                    created_at=now,
                 )
                 session.add(row)
                 session.flush()
@@ -90,3 +106,16 @@ class IdempotencyGuard:
         self._row.status_code = status
         self._row.response_body = json.dumps(body, separators=(",", ":"), default=str)
         session.flush()
+
+
+class SqlIdempotencyRecords:
+    """The stored answers, as housekeeping sees them."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def purge(self, created_before: datetime) -> int:
+        result = self._session.execute(
+            delete(IdempotencyRow).where(IdempotencyRow.created_at < created_before)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -18,7 +18,7 @@ from app.adapters.db.audit import append_events
 from app.adapters.db.blinding_repos import SqlBlindingRepository
 from app.adapters.db.caller import caller_check
 from app.adapters.db.enrolment_repos import SqlEnrolmentRepository
-from app.adapters.db.idempotency import IdempotencyGuard
+from app.adapters.db.idempotency import IdempotencyGuard, SqlIdempotencyRecords
 from app.adapters.db.keystore import KeyService
 from app.adapters.db.randomization_repos import SqlListRepository, SqlSubjectRepository
 from app.adapters.db.repositories import SqlStudyRepository
@@ -44,6 +44,7 @@ class SqlUnitOfWork:
     users: SqlUserRepository
     web_sessions: SqlWebSessionRepository
     visits: SqlVisitRepository
+    idempotency_records: SqlIdempotencyRecords
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class SqlUnitOfWork:
                 # Verified with the transaction's first statement, before its rows are used.
                 self.clients.check_still_valid(check.client_id, check.secret_version)
             if self._idempotency is not None:
-                self._idempotency.begin(self.session)
+                self._idempotency.begin(self.session, self.clock.now())
         except BaseException:
             self.session.rollback()
             self.session.close()
@@ -98,6 +99,7 @@ class SqlUnitOfWork:
         self.users = SqlUserRepository(self.session, self._keys)
         self.web_sessions = SqlWebSessionRepository(self.session)
         self.visits = SqlVisitRepository(self.session)
+        self.idempotency_records = SqlIdempotencyRecords(self.session)
 
     def __exit__(
         self,

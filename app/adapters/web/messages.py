@@ -24,6 +24,9 @@ BY_CODE: dict[str, str] = {
     "subject_already_registered": N_(
         "This subject ID is registered already. Find the subject to see its status."
     ),
+    "subject_id_unavailable": N_(
+        "This subject ID cannot be registered at your sites. Check the ID, or choose another."
+    ),
     "subject_already_randomized": N_(
         "This subject is randomized already; a subject is randomized only once. "
         "Nothing was changed."

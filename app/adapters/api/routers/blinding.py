@@ -20,7 +20,7 @@ from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
 from app.adapters.api.openapi import json_body, problems
 from app.adapters.api.routing import ThreadPoolRoute
-from app.adapters.api.schemas import examples
+from app.adapters.api.schemas import Text, examples
 from app.adapters.db.idempotency import IdempotentReplay
 from app.adapters.exports import list_csv, pooled_csv
 from app.bootstrap import Container
@@ -56,7 +56,7 @@ class UnblindingCreate(BaseModel):
         json_schema_extra={"examples": [{"reason": "anaphylaxis; the treating team must know"}]},
     )
 
-    reason: str = Field(min_length=1, max_length=blinding.MAX_REASON)
+    reason: Text = Field(min_length=1, max_length=blinding.MAX_REASON)
 
 
 class UnblindingRead(BaseModel):
@@ -84,7 +84,7 @@ class StudyLockCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "database lock, last visit"}]}
     )
 
-    reason: str = Field(min_length=1, max_length=blinding.MAX_REASON)
+    reason: Text = Field(min_length=1, max_length=blinding.MAX_REASON)
 
     @field_validator("reason")
     @classmethod
@@ -245,7 +245,12 @@ def unblind(
     except IdempotentReplay as replay:
         stored = json.loads(replay.body)
         arm, label = blinding.reveal_again(
-            container.uow(principal.actor), principal, study, subject_id
+            container.uow(principal.actor),
+            container.uow(principal.actor),
+            principal,
+            study,
+            subject_id,
+            _reason_of(payload),
         )
         return JSONResponse(
             _unblinding_body(stored, arm, label),

@@ -15,7 +15,7 @@ from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
 from app.adapters.api.openapi import problems
 from app.adapters.api.routing import ThreadPoolRoute
-from app.adapters.api.schemas import examples
+from app.adapters.api.schemas import Text, examples
 from app.bootstrap import Container
 from app.domain import enrolment
 from app.domain.access import Action, Principal
@@ -69,7 +69,7 @@ class CapCreate(BaseModel):
     )
 
     scope: Literal["study", "country", "site", "stratum"]
-    target: str = Field(
+    target: Text = Field(
         default="",
         max_length=128,
         description=(
@@ -80,7 +80,7 @@ class CapCreate(BaseModel):
     )
     warning_at: int | None = Field(default=None, description="randomized subjects; audited once")
     cap: int | None = Field(default=None, description="hard cap on randomized subjects")
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Text | None = Field(default=None, max_length=1000)
 
 
 class CapRead(BaseModel):
@@ -101,7 +101,7 @@ class ReasonCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "pharmacist on leave"}]}
     )
 
-    reason: str = Reason
+    reason: Text = Reason
 
 
 class ActivationCreate(BaseModel):
@@ -109,7 +109,7 @@ class ActivationCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"reason": "site initiation visit done"}]}
     )
 
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Text | None = Field(default=None, max_length=1000)
 
 
 class ShipmentBrief(BaseModel):

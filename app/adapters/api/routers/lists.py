@@ -12,7 +12,7 @@ from app.adapters.api.deps import get_container
 from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
 from app.adapters.api.openapi import problems
 from app.adapters.api.routing import ThreadPoolRoute
-from app.adapters.api.schemas import examples
+from app.adapters.api.schemas import Text, examples
 from app.bootstrap import Container
 from app.domain.access import Action, Principal
 from app.domain.errors import DomainError, StudyNotFound
@@ -53,7 +53,7 @@ class ExtensionCreate(BaseModel):
     )
 
     slots: int = Field(ge=1, le=100_000)
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Text = Field(min_length=1, max_length=2000)
 
 
 class ExtensionRead(BaseModel):

@@ -51,5 +51,6 @@ def advance_clock(
     now = container.clock.advance(timedelta(days=body.days))
     # A simulated day starts as a real one does: the housekeeping's expiry and resupply review.
     actor = container.system_actor("housekeeping")
-    housekeeping(lambda: container.uow(actor))
+    retention = timedelta(seconds=container.settings.idempotency_retention_seconds)
+    housekeeping(lambda: container.uow(actor), retention)
     return ClockRead(now=now)

@@ -18,7 +18,13 @@ from app.adapters.api.openapi import problems
 from app.adapters.api.routers.supply import dispensation_read
 from app.adapters.api.routers.visits import ScheduledVisitRead, scheduled_visit_read
 from app.adapters.api.routing import ThreadPoolRoute
-from app.adapters.api.schemas import DISPENSATION_EXAMPLE, DispensationRead, WeightKg, examples
+from app.adapters.api.schemas import (
+    DISPENSATION_EXAMPLE,
+    DispensationRead,
+    Text,
+    WeightKg,
+    examples,
+)
 from app.bootstrap import Container
 from app.domain import enrolment, subjects
 from app.domain.access import Action, Principal
@@ -89,7 +95,7 @@ class SubjectCreate(BaseModel):
 
     subject_id: str = Field(pattern=SUBJECT_ID)
     site_id: str = Field(pattern=r"^[A-Z]{2}[0-9]{2,4}$")
-    strata: dict[str, str] = Field(default_factory=dict)
+    strata: dict[Text, Text] = Field(default_factory=dict)
     rescreen_of: str | None = Field(
         default=None,
         pattern=SUBJECT_ID,
@@ -181,7 +187,7 @@ class DiscontinuationCreate(BaseModel):
         json_schema_extra={"examples": [{"reason": "adverse_event", "detail": None}]},
     )
 
-    reason: str = Field(
+    reason: Text = Field(
         min_length=1,
         max_length=64,
         description=(
@@ -190,7 +196,7 @@ class DiscontinuationCreate(BaseModel):
             "422 invalid_discontinuation_reason"
         ),
     )
-    detail: str | None = Field(
+    detail: Text | None = Field(
         default=None, max_length=1000, description="free text; required with reason 'other'"
     )
 
@@ -201,7 +207,7 @@ class ScreenFailureCreate(BaseModel):
         json_schema_extra={"examples": [{"reason": "inclusion_criterion_not_met"}]},
     )
 
-    reason: str = Field(
+    reason: Text = Field(
         min_length=1,
         max_length=64,
         description=(
@@ -210,7 +216,7 @@ class ScreenFailureCreate(BaseModel):
             "death, investigator_decision, other); otherwise 422 invalid_screen_failure_reason"
         ),
     )
-    detail: str | None = Field(
+    detail: Text | None = Field(
         default=None, max_length=1000, description="free text; required with reason 'other'"
     )
 
@@ -225,9 +231,9 @@ class StratumCorrectionCreate(BaseModel):
         },
     )
 
-    factor: str = Field(min_length=1, max_length=64, description="a stratification factor code")
-    level: str = Field(min_length=1, max_length=64, description="the right level's code")
-    reason: str = Field(min_length=1, max_length=1000, description="why the level was wrong")
+    factor: Text = Field(min_length=1, max_length=64, description="a stratification factor code")
+    level: Text = Field(min_length=1, max_length=64, description="the right level's code")
+    reason: Text = Field(min_length=1, max_length=1000, description="why the level was wrong")
 
 
 class CompletionCreate(BaseModel):
@@ -235,7 +241,7 @@ class CompletionCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"detail": "last visit done"}]}
     )
 
-    detail: str | None = Field(default=None, max_length=1000)
+    detail: Text | None = Field(default=None, max_length=1000)
 
 
 class RandomizationRead(BaseModel):
@@ -343,6 +349,7 @@ def _render_randomization(r: rnd.Randomization) -> tuple[int, Any]:
     subjects.InvalidStratum,
     subjects.SiteNotActive,
     subjects.SubjectAlreadyRegistered,
+    subjects.SubjectIdUnavailable,
     subjects.RescreeningNotAllowed,
     subjects.RescreenOfNotFound,
     subjects.RescreenOfNotScreenFailed,

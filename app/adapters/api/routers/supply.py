@@ -22,6 +22,7 @@ from app.adapters.api.schemas import (
     KIT_EXAMPLE,
     DispensationRead,
     DispensedKitRead,
+    Text,
     WeightKg,
     examples,
 )
@@ -49,7 +50,7 @@ class DispensationCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"visit": "D4", "weight_kg": 71.5}]}
     )
 
-    visit: str = Field(min_length=1, max_length=32)
+    visit: Text = Field(min_length=1, max_length=32)
     weight_kg: WeightKg = Field(
         description="outside every weight band of the study: 422 weight_out_of_range",
     )
@@ -90,10 +91,10 @@ class ExcursionCreate(BaseModel):
         },
     )
 
-    site_id: str | None = Field(default=None, min_length=1, max_length=32)
+    site_id: Text | None = Field(default=None, min_length=1, max_length=32)
     kit_numbers: list[TypedKitNumber] | None = Field(default=None, min_length=1, max_length=1000)
-    shipment_id: str | None = Field(default=None, min_length=1, max_length=32)
-    description: str = Field(min_length=1, max_length=2000)
+    shipment_id: Text | None = Field(default=None, min_length=1, max_length=32)
+    description: Text = Field(min_length=1, max_length=2000)
 
     @model_validator(mode="after")
     def _kits_or_shipment(self) -> Self:
@@ -113,7 +114,7 @@ class ExcursionResolutionCreate(BaseModel):
     )
 
     decision: Literal["release", "reject"]
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Text = Field(min_length=1, max_length=2000)
 
 
 # --- responses -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from app.adapters.api.idempotency import IdempotencyRequest, idempotency_request
 from app.adapters.api.openapi import problems
 from app.adapters.api.routers.supply import dispensation_read
 from app.adapters.api.routing import ThreadPoolRoute
-from app.adapters.api.schemas import DispensationRead, WeightKg, examples
+from app.adapters.api.schemas import DispensationRead, Text, WeightKg, examples
 from app.bootstrap import Container
 from app.domain import dispensing, subjects
 from app.domain.access import Action, Principal
@@ -34,7 +34,7 @@ SubjectId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 VisitCode = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,32}$")]
 SiteCode = Annotated[str, Path(pattern=r"^[A-Z]{2}[0-9]{2,4}$")]
 Reason = Annotated[
-    str,
+    Text,
     Field(min_length=1, max_length=visits_service.MAX_REASON, pattern=r"\S"),
 ]
 

@@ -186,7 +186,7 @@ async def login_code(request: Request, code: Secret = "", next: Text = "/ui/") -
     hashed = session_hash(request)
     assert hashed is not None
     try:
-        await run_in_threadpool(
+        new = await run_in_threadpool(
             user_service.login_second_factor,
             container.uow(container.system_actor("web-login")),
             config.factor,
@@ -209,7 +209,9 @@ async def login_code(request: Request, code: Secret = "", next: Text = "/ui/") -
         )
     except SessionInvalid:
         return secured(RedirectResponse("/ui/login?expired=1", status_code=303))
-    return secured(RedirectResponse(_safe_next(next), status_code=303))
+    response = secured(RedirectResponse(_safe_next(next), status_code=303))
+    set_session_cookie(response, config, new.token)  # a new token: the pending one has ended
+    return response
 
 
 @router.get("/ui/enrol")
@@ -317,7 +319,7 @@ async def enrol_totp(request: Request, code: Secret = "") -> Response:
     hashed = session_hash(request)
     assert hashed is not None
     try:
-        await run_in_threadpool(
+        new = await run_in_threadpool(
             user_service.complete_enrolment,
             container.uow(container.system_actor("web-enrol")),
             config.factor,
@@ -331,7 +333,9 @@ async def enrol_totp(request: Request, code: Secret = "") -> Response:
         return await _enrol_totp_page(request, token, lang, 401, error_message(exc, lang.gettext))
     except SessionInvalid:
         return secured(RedirectResponse("/ui/login?expired=1", status_code=303))
-    return secured(RedirectResponse("/ui/", status_code=303))
+    response = secured(RedirectResponse("/ui/", status_code=303))
+    set_session_cookie(response, config, new.token)  # a new token: the enrolling one has ended
+    return response
 
 
 @router.post("/ui/logout")
