@@ -23,9 +23,10 @@ dispenses in it, and each investigator may read the arms of its own sites' subje
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from app.domain.access import Action, Principal
 from app.domain.audit import AuditEvent
@@ -38,6 +39,7 @@ from app.domain.text import storable, text_problem
 from app.services.ports import ResealedStudy, RewrappedKey, UnitOfWork
 
 MAX_REASON = 2000
+T = TypeVar("T")
 
 
 class TokenNotFresh(DomainError):
@@ -172,11 +174,14 @@ def unblind(
 ) -> Unblinding:
     """Reveal one subject's arm to the caller (see the module doc); `refusals` records a
     refused attempt."""
-    try:
-        return _unblind(uow, principal, slug, subject_id, reason, now or datetime.now(UTC))
-    except DomainError as exc:
-        record_refusal(refusals, principal, slug, subject_id, reason, exc.code)
-        raise
+    return _audit_refusal(
+        refusals,
+        principal,
+        slug,
+        subject_id,
+        reason,
+        lambda: _unblind(uow, principal, slug, subject_id, reason, now or datetime.now(UTC)),
+    )
 
 
 def _check_fresh(principal: Principal, study: Study, now: datetime) -> None:
@@ -267,8 +272,27 @@ def reveal_again(
     idempotent request (whose stored answer holds no arm). A replay is answered only to a
     caller a new request would be answered to: the policy, the token's freshness and the
     scope are checked again, and a refusal is audited as a new request's would be."""
+    return _audit_refusal(
+        refusals,
+        principal,
+        slug,
+        subject_id,
+        reason,
+        lambda: _reveal_again(uow, principal, slug, subject_id, now or datetime.now(UTC)),
+    )
+
+
+def _audit_refusal(
+    refusals: UnitOfWork,
+    principal: Principal,
+    slug: str,
+    subject_id: str,
+    reason: str | None,
+    attempt: Callable[[], T],
+) -> T:
+    """Run an unblinding attempt; a refusal is audited (in its own transaction) and raised."""
     try:
-        return _reveal_again(uow, principal, slug, subject_id, now or datetime.now(UTC))
+        return attempt()
     except DomainError as exc:
         record_refusal(refusals, principal, slug, subject_id, reason, exc.code)
         raise
