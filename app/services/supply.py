@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from app.domain.access import Principal
 from app.domain.audit import AuditEvent
@@ -488,36 +489,59 @@ def dispense(
         site_date(study, subject.site, subject.randomized_at) if subject.randomized_at else on_date
     )
     visit_check(study.visits, randomized_on, done, visit, on_date, recorded)
+    return hand_out(uow, study, subject, arm, visit, visit, weight_kg, on_date, rng)
+
+
+def hand_out(
+    uow: UnitOfWork,
+    study: Study,
+    subject: Subject,
+    arm: str,
+    code: str,
+    served_as: str,
+    weight_kg: Decimal,
+    on_date: date,
+    rng: RandomSource,
+    *,
+    reason: str | None = None,
+) -> Dispensation:
+    """Record the dispensation `code` (a visit, or an unscheduled U1...) with the kits of
+    arm x `served_as` in the weight band's quantity, refused unless the site could serve
+    `served_as` to a subject of any arm; audited (inside an open uow, the site locked)."""
     quantity = quantity_for_weight(study.dispensing, weight_kg)
-    kit_type = study.dispensing.kit_type_by_arm_visit.get((arm, visit))
+    kit_type = study.dispensing.kit_type_by_arm_visit.get((arm, served_as))
     if kit_type is None:
-        raise VisitNotAllowed(f"visit {visit!r} has no kit in the dispensing table")
+        raise VisitNotAllowed(f"visit {served_as!r} has no kit in the dispensing table")
     now = uow.clock.now()
     dispensation_id = uow.supply.add_dispensation(
-        subject, visit, weight_kg, quantity, now, uow.actor.actor_id
+        subject, code, weight_kg, quantity, now, uow.actor.actor_id
     )
     kits = _take_site_kits(
-        uow, study, subject, visit, kit_type, quantity, on_date, dispensation_id, rng
+        uow, study, subject, served_as, kit_type, quantity, on_date, dispensation_id, rng
     )
+    after: dict[str, Any] = {"visit": code}
+    if code != served_as:
+        after |= {"unscheduled": True, "reference_visit": served_as}
+    after |= {
+        "site": subject.site,
+        "weight_kg": str(weight_kg),
+        "quantity": quantity,
+        "kit_numbers": [k.kit_number for k in kits],
+        "kit_status": KitStatus.DISPENSED.value,
+    }
     uow.record(
         AuditEvent(
             action="dispensation.created",
             entity_type="dispensation",
-            entity_id=f"{subject.subject_id}/{visit}",
-            study=slug,
+            entity_id=f"{subject.subject_id}/{code}",
+            study=study.slug,
             subject_id=subject.subject_id,
             before={"kit_status": KitStatus.AT_SITE.value},
-            after={
-                "visit": visit,
-                "site": subject.site,
-                "weight_kg": str(weight_kg),
-                "quantity": quantity,
-                "kit_numbers": [k.kit_number for k in kits],
-                "kit_status": KitStatus.DISPENSED.value,
-            },
+            after=after,
+            reason=reason,
         )
     )
-    return Dispensation(subject.subject_id, visit, kits, now)
+    return Dispensation(subject.subject_id, code, kits, now)
 
 
 def _randomized_subject(

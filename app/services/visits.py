@@ -18,9 +18,9 @@ from decimal import Decimal
 
 from app.domain.access import Principal
 from app.domain.audit import AuditEvent
-from app.domain.dispensing import InsufficientSupply, VisitNotAllowed, quantity_for_weight
+from app.domain.dispensing import InsufficientSupply, VisitNotAllowed
 from app.domain.errors import DomainError, SiteNotFound, StudyNotFound
-from app.domain.kits import KitStatus, RandomSource, SecretsRandom
+from app.domain.kits import RandomSource, SecretsRandom
 from app.domain.schedule import (
     DueVisit,
     ScheduledVisit,
@@ -44,7 +44,7 @@ from app.domain.subjects import (
 from app.services.blinding import ensure_not_locked
 from app.services.ports import UnitOfWork
 from app.services.resupply import refused_for_supply
-from app.services.supply import Dispensation, _take_site_kits
+from app.services.supply import Dispensation, hand_out
 
 MAX_REASON = 1000
 
@@ -187,54 +187,25 @@ def dispense_unscheduled(
         code, reference = next_unscheduled(
             study.visits, uow.supply.dispensed_visits(subject), rule.max_per_subject
         )
-        quantity = quantity_for_weight(study.dispensing, weight_kg)
         arm = uow.lists.arm_of(subject)
-        kit_type = (
-            None if arm is None else study.dispensing.kit_type_by_arm_visit.get((arm, reference))
-        )
-        if kit_type is None:
+        if arm is None:
             raise VisitNotAllowed(f"visit {reference!r} has no kit in the dispensing table")
-        now = uow.clock.now()
-        dispensation_id = uow.supply.add_dispensation(
-            subject, code, weight_kg, quantity, now, uow.actor.actor_id
-        )
         try:
-            kits = _take_site_kits(
+            result = hand_out(
                 uow,
                 study,
                 subject,
+                arm,
+                code,
                 reference,
-                kit_type,
-                quantity,
-                site_date(study, subject.site, now),
-                dispensation_id,
+                weight_kg,
+                site_date(study, subject.site, uow.clock.now()),
                 rng,
+                reason=text,
             )
         except InsufficientSupply:
             refused_for_supply(uow, study, subject.site, subject_id, code)
             raise
-        uow.record(
-            AuditEvent(
-                action="dispensation.created",
-                entity_type="dispensation",
-                entity_id=f"{subject_id}/{code}",
-                study=slug,
-                subject_id=subject_id,
-                before={"kit_status": KitStatus.AT_SITE.value},
-                after={
-                    "visit": code,
-                    "unscheduled": True,
-                    "reference_visit": reference,
-                    "site": subject.site,
-                    "weight_kg": str(weight_kg),
-                    "quantity": quantity,
-                    "kit_numbers": [k.kit_number for k in kits],
-                    "kit_status": KitStatus.DISPENSED.value,
-                },
-                reason=text,
-            )
-        )
-        result = Dispensation(subject_id, code, kits, now)
         uow.commit(result)
     return result
 
